@@ -52,25 +52,41 @@ class FSDConfig:
     mlp_ratio: int = 2
 
     def __post_init__(self) -> None:
-        positive = ("cameras", "frames", "image_size", "dim", "heads", "bev_grid", "fusion_layers",
-                    "temporal_layers", "occupancy_grid", "horizon", "mlp_ratio")
+        positive = (
+            "cameras",
+            "frames",
+            "image_size",
+            "dim",
+            "heads",
+            "bev_grid",
+            "fusion_layers",
+            "temporal_layers",
+            "occupancy_grid",
+            "horizon",
+            "mlp_ratio",
+        )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"FSDConfig.{name} must be a positive int, got {value!r}")
         chans = self.backbone_channels
         if not chans or not all(isinstance(c, int) and c >= 1 for c in chans):
-            raise ValueError(f"FSDConfig.backbone_channels must be a non-empty tuple of positive ints, "
-                             f"got {chans!r}")
+            raise ValueError(
+                f"FSDConfig.backbone_channels must be a non-empty tuple of positive ints, got {chans!r}"
+            )
         stride = 2 ** len(chans)
         if self.image_size % stride:
-            raise ValueError(f"FSDConfig.image_size={self.image_size} must be divisible by "
-                             f"2**len(backbone_channels)={stride}")
+            raise ValueError(
+                f"FSDConfig.image_size={self.image_size} must be divisible by "
+                f"2**len(backbone_channels)={stride}"
+            )
         if self.dim % self.heads:
             raise ValueError(f"FSDConfig.dim={self.dim} must be divisible by heads={self.heads}")
         if self.occupancy_grid % self.bev_grid:
-            raise ValueError(f"FSDConfig.occupancy_grid={self.occupancy_grid} must be a multiple of "
-                             f"bev_grid={self.bev_grid}")
+            raise ValueError(
+                f"FSDConfig.occupancy_grid={self.occupancy_grid} must be a multiple of "
+                f"bev_grid={self.bev_grid}"
+            )
 
     @property
     def feature_size(self) -> int:
@@ -82,13 +98,35 @@ PRESETS: dict[str, FSDConfig] = {
     # CPU tests and demos: 64×64 images, 3 cameras, 4 frames; ~0.3 M parameters.
     "tiny": FSDConfig(),
     # One GPU: 8 cameras at 256×256, 8 frames.
-    "base": FSDConfig(cameras=8, frames=8, image_size=256, backbone_channels=(32, 64, 128, 256), dim=256,
-                      heads=8, bev_grid=16, fusion_layers=2, temporal_layers=2, occupancy_grid=64,
-                      horizon=12, mlp_ratio=4),
+    "base": FSDConfig(
+        cameras=8,
+        frames=8,
+        image_size=256,
+        backbone_channels=(32, 64, 128, 256),
+        dim=256,
+        heads=8,
+        bev_grid=16,
+        fusion_layers=2,
+        temporal_layers=2,
+        occupancy_grid=64,
+        horizon=12,
+        mlp_ratio=4,
+    ),
     # Many GPUs: 8 cameras at 512×512, 16 frames.
-    "large": FSDConfig(cameras=8, frames=16, image_size=512, backbone_channels=(64, 128, 256, 512, 512),
-                       dim=768, heads=12, bev_grid=32, fusion_layers=4, temporal_layers=4, occupancy_grid=128,
-                       horizon=12, mlp_ratio=4),
+    "large": FSDConfig(
+        cameras=8,
+        frames=16,
+        image_size=512,
+        backbone_channels=(64, 128, 256, 512, 512),
+        dim=768,
+        heads=12,
+        bev_grid=32,
+        fusion_layers=4,
+        temporal_layers=4,
+        occupancy_grid=128,
+        horizon=12,
+        mlp_ratio=4,
+    ),
 }
 
 
@@ -204,11 +242,13 @@ class FSDNet(nn.Module):
         # One query per BEV cell plus the ego query (index 0) that carries the ego heads.
         self.bev_queries = nn.Parameter(torch.zeros(1 + c.bev_grid**2, c.dim))
         self.fusion = nn.ModuleList(
-            _Block(c.dim, c.heads, c.mlp_ratio, cross=True) for _ in range(c.fusion_layers))
+            _Block(c.dim, c.heads, c.mlp_ratio, cross=True) for _ in range(c.fusion_layers)
+        )
         self.bev_mixer = nn.ModuleList(_Block(c.dim, c.heads, c.mlp_ratio) for _ in range(c.fusion_layers))
         self.time_embed = nn.Parameter(torch.zeros(c.frames, c.dim))
         self.temporal = nn.ModuleList(
-            _Block(c.dim, c.heads, c.mlp_ratio, causal=True) for _ in range(c.temporal_layers))
+            _Block(c.dim, c.heads, c.mlp_ratio, causal=True) for _ in range(c.temporal_layers)
+        )
         self.norm_out = nn.LayerNorm(c.dim)
         patch = c.occupancy_grid // c.bev_grid
         self.occupancy_head = nn.Linear(c.dim, patch * patch)
@@ -227,8 +267,10 @@ class FSDNet(nn.Module):
         c = self.config
         expected = (c.cameras, c.frames, 3, c.image_size, c.image_size)
         if frames.dim() != 6 or tuple(frames.shape[1:]) != expected:
-            raise ValueError(f"frames must have shape [B, {', '.join(map(str, expected))}] "
-                             f"(B, cams, T, 3, H, W), got {tuple(frames.shape)}")
+            raise ValueError(
+                f"frames must have shape [B, {', '.join(map(str, expected))}] "
+                f"(B, cams, T, 3, H, W), got {tuple(frames.shape)}"
+            )
         b, n_cam, t = frames.shape[:3]
         # Shared backbone: every (sample, camera, frame) image goes through the same weights.
         tokens = self.backbone(frames.reshape(b * n_cam * t, *frames.shape[3:]))  # [B*cams*T, hw, D]
@@ -251,8 +293,11 @@ class FSDNet(nn.Module):
         out = self.ego_head(ego)  # [B, T, 2K + 2]
         b, t = out.shape[:2]
         k = self.config.horizon
-        return {"trajectory": out[..., : 2 * k].reshape(b, t, k, 2),
-                "speed": out[..., 2 * k], "steering": out[..., 2 * k + 1]}
+        return {
+            "trajectory": out[..., : 2 * k].reshape(b, t, k, 2),
+            "speed": out[..., 2 * k],
+            "steering": out[..., 2 * k + 1],
+        }
 
     def _occupancy(self, cells: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -276,8 +321,9 @@ def _resolve(preset: str | FSDConfig, overrides: dict) -> FSDConfig:
     return replace(base, **overrides)
 
 
-def fsd_net(preset: str | FSDConfig = "tiny", *, device: torch.device | str | None = None,
-            **overrides) -> FSDNet:
+def fsd_net(
+    preset: str | FSDConfig = "tiny", *, device: torch.device | str | None = None, **overrides
+) -> FSDNet:
     """Build an :class:`FSDNet` from a preset name (``tiny``, ``base``, ``large``) or a config.
 
     ``overrides`` replace fields of the preset (e.g. ``cameras=2, occupancy_grid=16``). With
@@ -290,8 +336,9 @@ def fsd_net(preset: str | FSDConfig = "tiny", *, device: torch.device | str | No
         return FSDNet(config)
 
 
-def example_inputs(preset: str | FSDConfig = "tiny", batch: int = 2, *,
-                   device: torch.device | str | None = None, **overrides) -> torch.Tensor:
+def example_inputs(
+    preset: str | FSDConfig = "tiny", batch: int = 2, *, device: torch.device | str | None = None, **overrides
+) -> torch.Tensor:
     """A random input batch for :func:`fsd_net` of the same preset: float ``[batch, cams, T, 3, H, W]``."""
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ValueError(f"batch must be a positive int, got {batch!r}")
