@@ -1,0 +1,90 @@
+"""H.264 encode/decode with PyAV, set up the way the data engine needs it.
+
+* Encoding is single-threaded and bit-exact, with a fixed keyframe interval and no B-frames, so the
+  same input gives the same bytes and every keyframe starts a self-contained group of pictures
+  (a clip can be cut there by copying packets, without re-encoding).
+* Decoding uses one codec thread and single-threaded RGB conversion: since PyAV 17 the conversion is
+  multi-threaded by default, which halves throughput at small sizes when DataLoader workers already
+  use every core (PyAV issue #2200; figures in /work/shared/specs/video-data.md).
+"""
+
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+
+DEFAULT_CRF = 23
+
+
+def rgb_to_yuv420(rgb: np.ndarray) -> np.ndarray:
+    """``[H, W, 3]`` uint8 RGB to a planar ``[H * 3 // 2, W]`` yuv420p array (BT.601, limited range).
+
+    Done in numpy rather than swscale so it is deterministic and single-threaded; ``H`` and ``W``
+    must be even.
+    """
+    f = rgb.astype(np.float32)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 16.0 + 0.2568 * r + 0.5041 * g + 0.0979 * b
+    u = 128.0 - 0.1482 * r - 0.2910 * g + 0.4392 * b
+    v = 128.0 + 0.4392 * r - 0.3678 * g - 0.0714 * b
+    h, w = y.shape
+
+    def sub(c: np.ndarray) -> np.ndarray:
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).reshape(h // 4, w)
+
+    return np.clip(np.rint(np.concatenate([y, sub(u), sub(v)], axis=0)), 0, 255).astype(np.uint8)
+
+
+def add_h264_stream(
+    container: av.container.OutputContainer,
+    *,
+    fps: int,
+    height: int,
+    width: int,
+    keyint: int,
+    crf: int = DEFAULT_CRF,
+) -> av.video.stream.VideoStream:
+    """An H.264 stream with a keyframe every ``keyint`` frames exactly, no B-frames, one thread."""
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.codec_context.thread_count = 1
+    stream.codec_context.flags |= av.codec.context.Flags.bitexact
+    stream.options = {
+        "preset": "veryfast",
+        "crf": str(crf),
+        "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes=0:threads=1:sliced-threads=0",
+    }
+    return stream
+
+
+def open_output(file: io.BytesIO | str, fmt: str = "mp4") -> av.container.OutputContainer:
+    """An output container that writes no timestamps or version strings (same input, same bytes)."""
+    out = av.open(file, "w", format=fmt)
+    out.flags |= av.container.Flags.bitexact.value
+    return out
+
+
+def decode_rgb(
+    data: bytes, *, max_frames: int | None = None, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Decode a single-stream clip to ``[T, H, W, 3]`` uint8 RGB with one thread.
+
+    ``size=(H, W)`` resizes during colour conversion (bilinear); ``max_frames`` stops decoding early.
+    """
+    with av.open(io.BytesIO(data), "r") as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "SLICE"
+        stream.codec_context.thread_count = 1
+        kw: dict = {"format": "rgb24", "threads": 1}
+        if size is not None:
+            kw.update(height=int(size[0]), width=int(size[1]), interpolation="BILINEAR")
+        frames = []
+        for frame in c.decode(stream):
+            frames.append(frame.to_ndarray(**kw))
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+    if not frames:
+        raise ValueError("clip decodes to no frames")
+    return np.stack(frames)

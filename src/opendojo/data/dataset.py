@@ -1,0 +1,288 @@
+"""``ClipDataset``: deterministic, resumable streaming of decoded multi-camera clips for PyTorch.
+
+Each sample is a dict (batches made by the default ``DataLoader`` collate stack the tensors and turn
+the strings into lists)::
+
+    frames       uint8   [cams, T, H, W, 3]   RGB, cameras in ``dataset.cameras`` order
+    labels       dict of tensors, first axis T (schema in ``opendojo.data.labels``):
+                 speed [T] float32 m/s, steering [T] float32 rad (left +),
+                 trajectory [T, K, 2] float32 m (next K ego positions, ego frame: x forward, y left),
+                 occupancy [T, G, G] uint8 (cell 2 m, row 0 = far ahead, column 0 = far left),
+                 boxes [T, M, 5] float32 (x, y, length, width, yaw; padded), box_mask [T, M] bool
+                 (empty dict when the source had no labels)
+    clip_id      str     the stored clip the sample comes from
+    source       str     the ingested file
+    start_frame  int     index of the sample's first frame in that file
+
+Determinism and resume (details in ``order.py``): the order is a pure function of ``(seed, epoch)``
+(``set_epoch``). Pass ``batch_size`` equal to the DataLoader's: then the batches are the same, in the
+same order, for any number of DataLoader workers, and global batches are the same for any number of
+ranks at a fixed global batch size. ``state_dict(samples_seen=n)`` records a position counted in
+samples this rank's trainer has consumed (with workers the dataset copy in the main process cannot
+see them; ``ClipLoader`` counts them for you); ``load_state_dict`` makes the next iteration of that
+epoch start exactly there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from opendojo.data.codec import decode_rgb
+from opendojo.data.index import dataset_root_of, load_index
+from opendojo.data.order import epoch_order, rank_positions, worker_positions
+from opendojo.data.shard import ShardReader, join
+
+SPLITS = ("train", "eval")
+
+
+def _positive(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name}={value!r}: must be a positive integer")
+    return int(value)
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def split_units(keys: list[str], split: str | None, eval_fraction: float) -> set[str]:
+    """The keys (sources or clips) in ``split``: the ``max(1, round(eval_fraction * n))`` keys with the
+    smallest SHA-256 form the eval split, the rest train. Deterministic, independent of row order."""
+    units = sorted(set(keys))
+    if split is None:
+        return set(units)
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: must be one of {SPLITS} or None")
+    if not 0.0 < eval_fraction < 1.0:
+        raise ValueError(f"eval_fraction={eval_fraction!r}: must be strictly between 0 and 1")
+    if len(units) < 2:
+        raise ValueError(f"split={split!r}: needs at least 2 split units, the dataset has {len(units)}")
+    ranked = sorted(units, key=lambda k: hashlib.sha256(f"opendojo.split:{k}".encode()).hexdigest())
+    n_eval = min(len(units) - 1, max(1, round(eval_fraction * len(units))))
+    return set(ranked[:n_eval]) if split == "eval" else set(ranked[n_eval:])
+
+
+class ClipDataset(IterableDataset):
+    """Stream ``[cams, T, H, W, 3]`` uint8 clips and their labels from a dataset, subset manifest or
+    index table (``query()`` result).
+
+    ``frames_per_clip``: ``T`` (default: the shortest stored clip); a stored clip of ``F`` frames gives
+    ``F // T`` consecutive samples. ``cameras``: names to stack, in order (default: those every clip
+    has, by camera index). ``size=(H, W)`` resizes while decoding. ``split``: ``"train"``/``"eval"``
+    (held-out by ``split_by`` = ``"source"`` or ``"clip"``, ``eval_fraction`` of them) or None for all.
+    ``batch_size``: the DataLoader's batch size (see module docstring). ``rank``/``world_size`` default
+    to torch.distributed's when initialised, else 0/1.
+    """
+
+    def __init__(
+        self,
+        path_or_subset: str | os.PathLike | pa.Table,
+        frames_per_clip: int | None = None,
+        cameras: list[str] | None = None,
+        size: tuple[int, int] | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+        split: str | None = None,
+        *,
+        eval_fraction: float = 0.1,
+        split_by: str = "source",
+        batch_size: int = 1,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        super().__init__()
+        table = path_or_subset if isinstance(path_or_subset, pa.Table) else load_index(path_or_subset)
+        self.root = dataset_root_of(table)
+        if table.num_rows == 0:
+            raise ValueError(f"dataset {self.root!r}: the index (or subset) has no clips")
+        if size is not None:
+            from opendojo.data.synth import check_size
+
+            size = check_size(size)
+        if split_by not in ("source", "clip"):
+            raise ValueError(f"split_by={split_by!r}: must be 'source' or 'clip'")
+        self.size, self.seed, self.shuffle = size, int(seed), bool(shuffle)
+        self.batch_size = _positive("batch_size", batch_size)
+        cols = table.select(
+            [
+                "clip_id",
+                "camera",
+                "camera_index",
+                "source",
+                "source_sha256",
+                "start_frame",
+                "frames",
+                "shard",
+                "member",
+                "offset",
+                "size",
+                "labels_member",
+                "labels_offset",
+                "labels_size",
+            ]
+        ).to_pylist()
+        clips: dict[str, dict[str, dict]] = {}
+        for r in cols:
+            clips.setdefault(r["clip_id"], {})[r["camera"]] = r
+        keys = {
+            cid: (next(iter(c.values()))["source_sha256"] if split_by == "source" else cid)
+            for cid, c in clips.items()
+        }
+        chosen = split_units(list(keys.values()), split, eval_fraction)
+        if cameras is None:
+            common = set.intersection(*(set(c) for c in clips.values()))
+            index_of = {r["camera"]: r["camera_index"] for r in cols}
+            cameras = sorted(common, key=lambda n: (index_of[n], n))
+            if not cameras:
+                raise ValueError(
+                    f"dataset {self.root!r}: no camera is present in every clip; pass cameras=[...]"
+                )
+        elif isinstance(cameras, str) or not cameras:
+            raise ValueError(f"cameras={cameras!r}: must be a non-empty list of camera names")
+        self.cameras = list(cameras)
+        shortest = min(r["frames"] for r in cols)
+        self.frames_per_clip = (
+            shortest if frames_per_clip is None else _positive("frames_per_clip", frames_per_clip)
+        )
+        self._clips = [
+            [c[name] for name in self.cameras]
+            for cid, c in sorted(clips.items())
+            if keys[cid] in chosen
+            and all(name in c for name in self.cameras)
+            and min(c[name]["frames"] for name in self.cameras) >= self.frames_per_clip
+        ]
+        if not self._clips:
+            raise ValueError(
+                f"dataset {self.root!r}: no clip has cameras {self.cameras} with at least "
+                f"frames_per_clip={self.frames_per_clip} frames in split {split!r}"
+            )
+        self._windows = np.array([min(r["frames"] for r in c) // self.frames_per_clip for c in self._clips])
+        self._rank, self._world = rank, world_size
+        self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, samples_seen)
+        self._seen = 0
+        self._reader: ShardReader | None = None
+        self._reader_pid = -1
+
+    # -- order ---------------------------------------------------------------------------------------
+    def _rank_world(self) -> tuple[int, int]:
+        r, w = _dist_rank_world()
+        rank = r if self._rank is None else self._rank
+        world = w if self._world is None else self._world
+        if not 0 <= rank < _positive("world_size", world):
+            raise ValueError(f"rank={rank!r}: must be in [0, world_size={world})")
+        return rank, world
+
+    @property
+    def num_clips(self) -> int:
+        return len(self._clips)
+
+    def __len__(self) -> int:
+        """Samples this rank yields per epoch (all workers together)."""
+        return int(self._windows.sum()) // self._rank_world()[1]
+
+    def set_epoch(self, epoch: int) -> None:
+        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
+            raise ValueError(f"epoch={epoch!r}: must be a non-negative integer")
+        self.epoch = int(epoch)
+
+    def state_dict(self, samples_seen: int | None = None) -> dict:
+        """Where this rank is: ``samples_seen`` samples of epoch ``epoch`` consumed. Pass ``samples_seen``
+        when iterating through DataLoader workers (the count kept here only sees ``num_workers=0``)."""
+        seen = self._seen if samples_seen is None else int(samples_seen)
+        return {
+            "epoch": self.epoch,
+            "samples_seen": seen,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "batch_size": self.batch_size,
+            "world_size": self._rank_world()[1],
+            "num_clips": self.num_clips,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: the next iteration of ``state['epoch']`` starts at sample ``state['samples_seen']``."""
+        for k in ("seed", "shuffle", "num_clips", "world_size", "batch_size"):
+            mine = self.state_dict()[k]
+            if k in state and state[k] != mine:
+                raise ValueError(
+                    f"state_dict[{k!r}]={state[k]!r} does not match this dataset ({mine!r}); "
+                    "resuming would not reproduce the same order"
+                )
+        seen = state.get("samples_seen", 0)
+        if isinstance(seen, bool) or not isinstance(seen, int) or not 0 <= seen <= len(self):
+            raise ValueError(f"state_dict['samples_seen']={seen!r}: must be an integer in [0, {len(self)}]")
+        self.set_epoch(state.get("epoch", 0))
+        self._resume = (self.epoch, seen)
+
+    def _positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        clip_of, window = epoch_order(self._windows, self.seed, self.epoch, self.shuffle)
+        rank, world = self._rank_world()
+        local = rank_positions(len(clip_of), rank, world, self.batch_size)
+        start = self._resume[1] if self._resume and self._resume[0] == self.epoch else 0
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        mine = worker_positions(local, start, wid, nw, self.batch_size)
+        return clip_of[mine], window[mine], mine, start
+
+    # -- reading -------------------------------------------------------------------------------------
+    def _decode(self, clip: list[dict], upto: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if self._reader is None or self._reader_pid != os.getpid():
+            # a forked DataLoader worker inherits the parent's handles, whose file offsets are shared
+            self._reader, self._reader_pid = ShardReader(), os.getpid()
+        frames = []
+        for r in clip:
+            data = self._reader.read(join(self.root, r["shard"]), r["offset"], r["size"], r["member"])
+            frames.append(decode_rgb(data, max_frames=upto, size=self.size))
+        n = min(len(f) for f in frames)
+        if n < upto:
+            raise ValueError(f"clip {clip[0]['clip_id']}: decodes to {n} frames, index says >= {upto}")
+        labels = {}
+        r = clip[0]
+        if r["labels_member"]:
+            from safetensors.numpy import load
+
+            blob = self._reader.read(
+                join(self.root, r["shard"]), r["labels_offset"], r["labels_size"], r["labels_member"]
+            )
+            labels = load(blob)
+        return np.stack([f[:upto] for f in frames]), labels
+
+    def __iter__(self):
+        clip_of, window, _, start = self._positions()
+        self._seen = start
+        cache: OrderedDict[int, tuple[np.ndarray, dict]] = OrderedDict()
+        t = self.frames_per_clip
+        for ci, w in zip(clip_of.tolist(), window.tolist(), strict=True):
+            if ci not in cache:
+                cache.clear()  # a clip's windows are consecutive: one decoded clip is enough
+                cache[ci] = self._decode(self._clips[ci], int(self._windows[ci]) * t)
+            frames, labels = cache[ci]
+            a, b = w * t, (w + 1) * t
+            first = self._clips[ci][0]
+            self._seen += 1
+            yield {
+                "frames": torch.from_numpy(np.ascontiguousarray(frames[:, a:b])),
+                "labels": {k: torch.from_numpy(np.ascontiguousarray(v[a:b])) for k, v in labels.items()},
+                "clip_id": first["clip_id"],
+                "source": first["source"],
+                "start_frame": int(first["start_frame"]) + a,
+            }
+        if self._resume and self._resume[0] == self.epoch:
+            self._resume = None  # the resume point applies to one pass only
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_reader"] = None  # open file handles do not cross into DataLoader workers
+        return state

@@ -1,0 +1,227 @@
+"""The clip index: Parquet fragments under ``DATASET/index/``, merged on read and queried with DuckDB.
+
+One row per (clip, camera). A dataset is::
+
+    DATASET/shards/<writer>-<seq>.tar      clip members (see ``shard.py``)
+    DATASET/index/<writer>-<seq>.parquet   the rows of the clips in that shard
+
+Each ingest process writes under its own writer name and never touches another's files, so any
+number of processes on any number of machines can add to one dataset without coordination: a
+reader simply unions every fragment (``read_parquet('index/*.parquet')``). A fragment is renamed into
+place only after its shard, so every visible row points at a complete shard.
+
+A *subset* (``query(..., out=PATH)``) is a single Parquet file of selected rows whose schema
+metadata names the dataset root: a manifest, no copy of the video.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from opendojo.data.shard import join, url_to_fs
+
+ROOT_KEY = b"opendojo.dataset"
+
+SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),  # 16 hex digits: sha256(source sha256, start frame)
+        ("camera", pa.string()),
+        ("camera_index", pa.int32()),
+        ("source", pa.string()),  # the ingested file, as given
+        ("source_sha256", pa.string()),
+        ("start_frame", pa.int64()),  # index of the clip's first frame in the source
+        ("frames", pa.int32()),
+        ("fps", pa.float64()),
+        ("start_s", pa.float64()),  # seconds from the start of the source
+        ("duration_s", pa.float64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("codec", pa.string()),
+        ("reencoded", pa.bool_()),  # False: packets copied from the source (keyframe-aligned)
+        ("shard", pa.string()),  # relative to the dataset root
+        ("member", pa.string()),
+        ("offset", pa.int64()),  # bytes: data offset of the member in the shard
+        ("size", pa.int64()),
+        ("labels_member", pa.string()),  # null when the source had no labels
+        ("labels_offset", pa.int64()),
+        ("labels_size", pa.int64()),
+        ("speed_mean", pa.float32()),  # m/s over the clip's frames (null without labels)
+        ("speed_max", pa.float32()),
+        ("steering_abs_max", pa.float32()),  # rad
+        ("occupied_ahead", pa.float32()),  # fraction of frames with a vehicle in the ego lane < 20 m ahead
+        ("vehicles_max", pa.int32()),  # most vehicle boxes in any frame
+        ("tags", pa.list_(pa.string())),
+        ("writer", pa.string()),
+    ]
+)
+
+
+def write_fragment(dataset: str, name: str, rows: list[dict]) -> str:
+    """Write ``rows`` as ``index/<name>.parquet`` (temp file + rename); returns its URL."""
+    fs, root = url_to_fs(dataset)
+    directory = join(root, "index")
+    fs.makedirs(directory, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    final, tmp = join(directory, name + ".parquet"), join(directory, f".{name}.parquet.tmp")
+    with fs.open(tmp, "wb") as f:
+        pq.write_table(table, f)
+    fs.mv(tmp, final)
+    return final
+
+
+def _connect(url: str):
+    import duckdb
+
+    con = duckdb.connect()
+    fs, _ = url_to_fs(url)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol not in ("file", "local"):
+        con.register_filesystem(fs)  # DuckDB reads through fsspec for non-local URLs
+    return con
+
+
+def _is_manifest(path: str) -> bool:
+    fs, p = url_to_fs(path)
+    return fs.isfile(p)
+
+
+def resolve(dataset: str | os.PathLike) -> tuple[str, str]:
+    """``(kind, url)``: ``("dataset", root)`` or ``("manifest", file)``; clear errors for bad paths."""
+    url = str(dataset)
+    fs, p = url_to_fs(url)
+    if not fs.exists(p):
+        raise FileNotFoundError(f"dataset {url!r} does not exist")
+    if fs.isfile(p):
+        return "manifest", url
+    if not fs.exists(join(p, "index")):
+        raise FileNotFoundError(
+            f"dataset {url!r} has no index/ folder: not an OpenDojo dataset (run `dojo data ingest`)"
+        )
+    return "dataset", url
+
+
+def _index_sql(kind: str, url: str) -> str:
+    fs, p = url_to_fs(url)
+    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    prefix = "" if proto in ("file", "local") else f"{proto}://"
+    target = prefix + (p if kind == "manifest" else join(p, "index", "*.parquet"))
+    return f"read_parquet('{target.replace(chr(39), chr(39) * 2)}', union_by_name = true)"
+
+
+def load_index(dataset: str | os.PathLike, where_sql: str | None = None) -> pa.Table:
+    """All index rows of a dataset or manifest (optionally filtered), root URL in the schema metadata."""
+    kind, url = resolve(dataset)
+    if kind == "dataset":
+        fs, p = url_to_fs(url)
+        if not fs.glob(join(p, "index", "*.parquet")):
+            table = SCHEMA.empty_table()
+            return table.replace_schema_metadata({ROOT_KEY: url.encode()})
+        root = url
+    else:
+        try:
+            meta = pq.read_schema(url_to_fs(url)[0].open(url_to_fs(url)[1], "rb")).metadata or {}
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ValueError(f"index {url!r} does not parse as Parquet ({e})") from e
+        if ROOT_KEY not in meta:
+            raise ValueError(
+                f"manifest {url!r} has no {ROOT_KEY.decode()!r} metadata: not an OpenDojo subset"
+            )
+        root = meta[ROOT_KEY].decode()
+    sql = f"SELECT * FROM {_index_sql(kind, url)}"
+    if where_sql is not None:
+        if not isinstance(where_sql, str) or not where_sql.strip() or ";" in where_sql:
+            raise ValueError(
+                f"where_sql={where_sql!r}: must be one non-empty SQL boolean expression (no ';')"
+            )
+        sql += f" WHERE ({where_sql})"
+    import duckdb
+
+    con = _connect(url)
+    try:
+        table = con.sql(sql + " ORDER BY clip_id, camera_index").to_arrow_table()
+    except duckdb.ParserException as e:
+        raise ValueError(f"where_sql={where_sql!r} is not valid SQL: {e}") from e
+    except duckdb.BinderException as e:
+        raise ValueError(f"where_sql={where_sql!r} names an unknown column or type: {e}") from e
+    except (duckdb.InvalidInputException, duckdb.IOException) as e:
+        raise ValueError(f"index of {url!r} does not parse: {e}") from e
+    finally:
+        con.close()
+    return table.replace_schema_metadata({ROOT_KEY: root.encode()})
+
+
+def query(dataset: str | os.PathLike, where_sql: str, out: str | os.PathLike | None = None) -> pa.Table:
+    """Rows of ``dataset`` matching the SQL boolean expression ``where_sql``, e.g.
+    ``"speed_mean > 20 AND occupied_ahead > 0"``. With ``out``, also write them as a subset manifest
+    (Parquet, atomically) that ``ClipDataset`` and ``stats`` accept like a dataset. Whole clips only:
+    if any camera of a clip matches, the clip's rows for the matching cameras are kept."""
+    table = load_index(dataset, where_sql)
+    if out is not None:
+        fs, p = url_to_fs(str(out))
+        parent = p.rsplit("/", 1)[0] if "/" in p else "."
+        fs.makedirs(parent, exist_ok=True)
+        tmp = p + ".tmp"
+        with fs.open(tmp, "wb") as f:
+            pq.write_table(table, f)
+        fs.mv(tmp, p)
+    return table
+
+
+def stats(dataset: str | os.PathLike) -> dict[str, float | int]:
+    """Counts and sizes: clips, camera streams, sources, shards, frames, hours (camera-video and drive),
+    bytes. Hours of drive count each clip once; hours of video count every camera."""
+    table = load_index(dataset)
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("t", table)
+    row = con.execute("""
+        SELECT count(DISTINCT clip_id), count(*), count(DISTINCT source_sha256), count(DISTINCT shard),
+               coalesce(sum(frames), 0), coalesce(sum(duration_s), 0) / 3600,
+               coalesce((SELECT sum(d) FROM (SELECT max(duration_s) AS d FROM t GROUP BY clip_id)), 0) / 3600,
+               coalesce(sum(size), 0),
+               coalesce((SELECT sum(s) FROM (SELECT max(labels_size) AS s FROM t GROUP BY clip_id)), 0),
+               count(DISTINCT camera), coalesce(avg(reencoded::INT), 0)
+        FROM t""").fetchone()
+    con.close()
+    keys = (
+        "clips",
+        "camera_streams",
+        "sources",
+        "shards",
+        "frames",
+        "video_hours",
+        "drive_hours",
+        "video_bytes",
+        "label_bytes",
+        "cameras",
+        "reencoded_fraction",
+    )
+    return dict(zip(keys, row, strict=True))
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_writer_name(name: str) -> str:
+    """A writer name usable in file names: ``[A-Za-z0-9_.-]``, no leading dot."""
+    cleaned = _SAFE_NAME.sub("_", str(name)).lstrip(".") or "writer"
+    return cleaned[:48]
+
+
+def dataset_root_of(table: pa.Table) -> str:
+    meta = table.schema.metadata or {}
+    if ROOT_KEY not in meta:
+        raise ValueError("table has no dataset root metadata; get it from load_index() or query()")
+    return meta[ROOT_KEY].decode()
+
+
+def local_path(url: str) -> Path | None:
+    fs, p = url_to_fs(url)
+    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return Path(p) if proto in ("file", "local") else None

@@ -1,0 +1,146 @@
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from opendojo.data import ClipDataset, ClipLoader, query
+from opendojo.data.labels import MAX_BOXES, OCCUPANCY_GRID, TRAJECTORY_STEPS
+
+
+def _order(ds, workers, batch_size):
+    out = []
+    for b in DataLoader(ds, batch_size=batch_size, num_workers=workers):
+        out += list(zip(b["clip_id"], b["start_frame"].tolist(), strict=True))
+    return out
+
+
+def test_sample_has_documented_shapes_and_dtypes(dataset):
+    ds = ClipDataset(dataset, frames_per_clip=8, seed=0)
+    s = next(iter(ds))
+    assert s["frames"].shape == (2, 8, 64, 64, 3) and s["frames"].dtype == torch.uint8
+    lab = s["labels"]
+    assert lab["speed"].shape == (8,) and lab["speed"].dtype == torch.float32
+    assert lab["steering"].shape == (8,)
+    assert lab["trajectory"].shape == (8, TRAJECTORY_STEPS, 2)
+    assert (
+        lab["occupancy"].shape == (8, OCCUPANCY_GRID, OCCUPANCY_GRID)
+        and lab["occupancy"].dtype == torch.uint8
+    )
+    assert lab["boxes"].shape == (8, MAX_BOXES, 5) and lab["box_mask"].dtype == torch.bool
+    assert isinstance(s["clip_id"], str) and s["source"].endswith(".mp4")
+    assert s["start_frame"] % 8 == 0
+    assert ds.cameras == ["front", "left"]
+
+
+def test_batches_collate_with_default_collate(dataset):
+    b = next(iter(DataLoader(ClipDataset(dataset, frames_per_clip=16, batch_size=3), batch_size=3)))
+    assert b["frames"].shape == (3, 2, 16, 64, 64, 3)
+    assert b["labels"]["trajectory"].shape == (3, 16, TRAJECTORY_STEPS, 2)
+    assert isinstance(b["clip_id"], list) and len(b["clip_id"]) == 3
+
+
+def test_order_is_same_for_any_worker_count(dataset):
+    ds = ClipDataset(dataset, frames_per_clip=8, seed=3, batch_size=2)
+    a = _order(ds, 0, 2)
+    assert len(a) == 16 and len(set(a)) == 16
+    assert _order(ds, 1, 2) == a
+    assert _order(ds, 2, 2) == a
+
+
+def test_order_is_a_function_of_seed_and_epoch(dataset):
+    ds = ClipDataset(dataset, frames_per_clip=16, seed=3)
+    first = _order(ds, 0, 1)
+    ds.set_epoch(1)
+    second = _order(ds, 0, 1)
+    ds.set_epoch(0)
+    assert _order(ds, 0, 1) == first and second != first and sorted(second) == sorted(first)
+    assert _order(ClipDataset(dataset, frames_per_clip=16, seed=4), 0, 1) != first
+
+
+def test_ranks_get_disjoint_equal_parts_that_union_to_the_global_batches(dataset):
+    one = _order(ClipDataset(dataset, frames_per_clip=8, seed=5, batch_size=4, rank=0, world_size=1), 0, 4)
+    parts = [
+        _order(ClipDataset(dataset, frames_per_clip=8, seed=5, batch_size=2, rank=r, world_size=2), 0, 2)
+        for r in range(2)
+    ]
+    assert len(parts[0]) == len(parts[1]) == 8 and not set(parts[0]) & set(parts[1])
+    for g in range(4):  # global batch g: the same 4 samples with 1 rank x 4 or 2 ranks x 2
+        assert set(one[4 * g : 4 * g + 4]) == set(parts[0][2 * g : 2 * g + 2] + parts[1][2 * g : 2 * g + 2])
+
+
+def test_resume_mid_epoch_with_workers_is_exact(dataset):
+    full = _order(ClipDataset(dataset, frames_per_clip=8, seed=9, batch_size=2), 0, 2)
+    loader = ClipLoader(ClipDataset(dataset, frames_per_clip=8, seed=9), batch_size=2, num_workers=2)
+    seen = []
+    for i, b in enumerate(loader):
+        seen += list(zip(b["clip_id"], b["start_frame"].tolist(), strict=True))
+        if i == 2:
+            state = loader.state_dict()
+            break
+    assert state["samples_seen"] == 6
+    fresh = ClipLoader(ClipDataset(dataset, frames_per_clip=8, seed=9), batch_size=2, num_workers=1)
+    fresh.load_state_dict(state)
+    rest = [x for b in fresh for x in zip(b["clip_id"], b["start_frame"].tolist(), strict=True)]
+    assert seen + rest == full
+    again = [x for b in fresh for x in zip(b["clip_id"], b["start_frame"].tolist(), strict=True)]
+    assert again == full  # the resume point applied to one pass only
+
+
+def test_resumed_frames_are_bit_identical(dataset):
+    ds = ClipDataset(dataset, frames_per_clip=8, seed=2)
+    samples = list(ds)
+    ds2 = ClipDataset(dataset, frames_per_clip=8, seed=2)
+    ds2.load_state_dict(ds.state_dict(samples_seen=5))
+    tail = list(ds2)
+    assert len(tail) == len(samples) - 5
+    for x, y in zip(samples[5:], tail, strict=True):
+        assert torch.equal(x["frames"], y["frames"]) and torch.equal(
+            x["labels"]["speed"], y["labels"]["speed"]
+        )
+
+
+def test_train_and_eval_splits_are_disjoint_by_source(dataset):
+    train = ClipDataset(dataset, split="train", eval_fraction=0.25)
+    ev = ClipDataset(dataset, split="eval", eval_fraction=0.25)
+    src_t = {s["source"] for s in train}
+    src_e = {s["source"] for s in ev}
+    assert src_t and src_e and not src_t & src_e and len(src_t | src_e) == 4
+
+
+def test_subset_manifest_streams_only_selected_clips(dataset, tmp_path):
+    sub = tmp_path / "fast.parquet"
+    table = query(dataset, "speed_mean > 0 AND camera = 'front' AND start_frame = 0", out=sub)
+    ds = ClipDataset(sub)
+    got = list(ds)
+    assert ds.cameras == ["front"] and len(got) == table.num_rows == 4
+    assert all(s["start_frame"] == 0 and s["frames"].shape[0] == 1 for s in got)
+
+
+def test_resize_while_decoding(dataset):
+    s = next(iter(ClipDataset(dataset, frames_per_clip=4, size=(32, 48))))
+    assert s["frames"].shape == (2, 4, 32, 48, 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"frames_per_clip": 0}, "frames_per_clip=0"),
+        ({"frames_per_clip": 17}, "frames_per_clip=17"),
+        ({"cameras": ["roof"]}, "cameras ['roof']"),
+        ({"cameras": "front"}, "cameras='front'"),
+        ({"split": "test"}, "split='test'"),
+        ({"split": "eval", "eval_fraction": 1.5}, "eval_fraction=1.5"),
+        ({"size": (63, 64)}, "size=(63, 64)"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"rank": 2, "world_size": 2}, "rank=2"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_clear_message(dataset, kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        ds = ClipDataset(dataset, **kwargs)
+        next(iter(ds))
+
+
+def test_resume_state_from_a_different_order_is_refused(dataset):
+    state = ClipDataset(dataset, seed=1).state_dict(samples_seen=2)
+    with pytest.raises(ValueError, match="state_dict\\['seed'\\]=1"):
+        ClipDataset(dataset, seed=2).load_state_dict(state)
