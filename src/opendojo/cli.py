@@ -23,8 +23,75 @@ def _add_numerics(sub: argparse._SubParsersAction) -> None:
 
 
 # --- data -----------------------------------------------------------------------------------
+def _size_arg(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected HxW, e.g. 128x128") from None
+    return h, w
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from opendojo import data
+
+    try:
+        if args.data_cmd == "synth":
+            out = data.synth(args.out, clips=args.clips, cameras=args.cameras, frames=args.frames,
+                             size=args.size, seed=args.seed, fps=args.fps, keyint=args.keyint)
+            print(f"wrote {args.clips} drives to {out}")
+        elif args.data_cmd == "ingest":
+            report = data.ingest(args.sources, args.out, workers=args.workers, clip_frames=args.clip_frames,
+                                 require_labels=args.require_labels, tags=args.tag)
+            print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+            return 0 if report.ok else 1
+        elif args.data_cmd == "query":
+            table = data.query(args.dataset, args.where, out=args.out)
+            n_clips = len(set(table.column("clip_id").to_pylist()))
+            print(f"{table.num_rows} camera clips, {n_clips} clips match")
+            for row in table.slice(0, args.show).to_pylist():
+                print(f"  {row['clip_id']} {row['camera']:<12} frame {row['start_frame']:>6} {row['source']}")
+            if args.out:
+                print(f"subset manifest written to {args.out}")
+        else:
+            for key, value in data.stats(args.dataset).items():
+                print(f"{key:>20}: {value:,.4f}" if isinstance(value, float) else f"{key:>20}: {value:,}")
+    except (ValueError, FileNotFoundError) as e:
+        print(f"dojo data {args.data_cmd}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("data", help="the video data engine: synth, ingest, query, stats")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+    ds = p.add_subparsers(dest="data_cmd", metavar="ACTION")
+    s = ds.add_parser("synth", help="render procedural multi-camera driving video (H.264) + label sidecars")
+    s.add_argument("--out", required=True)
+    s.add_argument("--clips", type=int, default=4, help="number of drives (files)")
+    s.add_argument("--cameras", type=int, default=4, help="cameras per drive (1-8)")
+    s.add_argument("--frames", type=int, default=64, help="frames per drive")
+    s.add_argument("--size", type=_size_arg, default=(128, 128), help="HxW pixels (even)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--fps", type=int, default=30)
+    s.add_argument("--keyint", type=int, default=16, help="frames between keyframes")
+    s.set_defaults(func=_cmd_data)
+    i = ds.add_parser("ingest", help="cut videos into keyframe-aligned clips, write shards + clip index")
+    i.add_argument("sources", nargs="+", help="video files or folders")
+    i.add_argument("--out", required=True, help="dataset folder or fsspec URL")
+    i.add_argument("--workers", type=int, default=1)
+    i.add_argument("--clip-frames", type=int, default=16)
+    i.add_argument("--require-labels", action="store_true", help="a video without a JSON sidecar fails")
+    i.add_argument("--tag", action="append", default=[], help="tag every ingested clip (repeatable)")
+    i.set_defaults(func=_cmd_data)
+    q = ds.add_parser("query", help="select clips with an SQL WHERE clause; --out writes a subset manifest")
+    q.add_argument("dataset")
+    q.add_argument("where", help='e.g. "speed_mean > 20 AND occupied_ahead > 0"')
+    q.add_argument("--out", help="subset manifest (Parquet) to write")
+    q.add_argument("--show", type=int, default=10, help="rows to print")
+    q.set_defaults(func=_cmd_data)
+    t = ds.add_parser("stats", help="counts, hours, frames and bytes of a dataset or subset")
+    t.add_argument("dataset")
+    t.set_defaults(func=_cmd_data)
 
 
 # --- train ----------------------------------------------------------------------------------
