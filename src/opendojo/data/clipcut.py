@@ -110,6 +110,30 @@ def _reencode_mask(st: av.video.stream.VideoStream, pks: list[av.Packet], clip_f
     return out + [True]  # frames past the last full clip are dropped; keep the mask index in range
 
 
+def _mp4_truncation(path: Path) -> str | None:
+    """A reason if ``path`` is an MP4/MOV whose top-level boxes run past the end of the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8 or head[4:8] != b"ftyp":
+            return None
+        pos, names = 0, []
+        while pos + 8 <= size:
+            f.seek(pos)
+            hdr = f.read(16)
+            length = int.from_bytes(hdr[:4], "big")
+            if length == 1 and len(hdr) == 16:
+                length = int.from_bytes(hdr[8:16], "big")
+            names.append(hdr[4:8])
+            if length < 8:
+                break
+            if pos + length > size:
+                box = hdr[4:8].decode("latin-1")
+                return f"truncated: MP4 box {box!r} needs {pos + length} bytes, file has {size}"
+            pos += length
+    return None if b"moov" in names else "truncated or incomplete MP4: no 'moov' box"
+
+
 def _camera_names(streams, sidecar_cameras: object) -> list[str]:
     if isinstance(sidecar_cameras, list) and len(sidecar_cameras) == len(streams):
         names = [str(c) for c in sidecar_cameras]
@@ -133,6 +157,9 @@ def cut_source(
     try:
         container = av.open(str(path), "r")
     except av.error.FFmpegError as e:
+        reason = _mp4_truncation(path)
+        if reason:
+            raise SourceError(reason) from e
         raise SourceError(f"not a readable video file ({e.__class__.__name__}: {e})") from e
     with container:
         streams = list(container.streams.video)
@@ -155,6 +182,12 @@ def cut_source(
                     for fr in st.codec_context.decode(pk):
                         out.append(fr if keep[min(len(out) // clip_frames, len(keep) - 1)] else None)
         except av.error.FFmpegError as e:
+            short = [st for st in streams if st.frames and len(packets[st.index]) < st.frames]
+            if short:
+                raise SourceError(
+                    f"truncated: stream {short[0].index} declares {short[0].frames} frames, "
+                    f"the file holds {len(packets[short[0].index])}"
+                ) from e
             raise SourceError(f"corrupt video data ({e.__class__.__name__}: {e})") from e
         for st in streams:
             declared, got = st.frames, len(decoded[st.index])

@@ -73,6 +73,12 @@ def split_units(keys: list[str], split: str | None, eval_fraction: float) -> set
     return set(ranked[:n_eval]) if split == "eval" else set(ranked[n_eval:])
 
 
+def _content_order(item: tuple[str, dict[str, dict]]) -> tuple[str, int, str]:
+    """Base order of clips: by source content hash, then time; independent of how the index was written."""
+    row = next(iter(item[1].values()))
+    return row["source_sha256"], row["start_frame"], item[0]
+
+
 class ClipDataset(IterableDataset):
     """Stream ``[cams, T, H, W, 3]`` uint8 clips and their labels from a dataset, subset manifest or
     index table (``query()`` result).
@@ -157,7 +163,7 @@ class ClipDataset(IterableDataset):
         )
         self._clips = [
             [c[name] for name in self.cameras]
-            for cid, c in sorted(clips.items())
+            for cid, c in sorted(clips.items(), key=_content_order)
             if keys[cid] in chosen
             and all(name in c for name in self.cameras)
             and min(c[name]["frames"] for name in self.cameras) >= self.frames_per_clip

@@ -106,8 +106,7 @@ def write_sidecar(path: Path, labels: dict[str, np.ndarray], *, fps: float, came
 
 
 def read_sidecar(path: Path, *, frames: int | None = None) -> dict[str, np.ndarray]:
-    """Read a JSON sidecar; ``ValueError`` naming the file if it does not parse or disagrees with ``frames``.
-    """
+    """Read a JSON sidecar; ``ValueError`` naming the file if it does not parse or has < ``frames`` rows."""
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -34,8 +34,7 @@ def epoch_order(windows: np.ndarray, seed: int, epoch: int, shuffle: bool) -> tu
 
 
 def rank_positions(total: int, rank: int, world: int, block: int) -> np.ndarray:
-    """Positions in the global order that rank ``rank`` of ``world`` yields, in order; ``[total // world]``.
-    """
+    """Positions in the global order that ``rank`` of ``world`` yields, in order; ``[total // world]``."""
     if not 0 <= rank < world:
         raise ValueError(f"rank={rank!r}: must be in [0, world_size={world})")
     n = total // world * world
