@@ -1,0 +1,298 @@
+/* CFloat encode / decode / fake-quantize kernels (CPU).
+ *
+ * Branchless integer code on the IEEE bits, written so GCC auto-vectorises the element loops; the hot
+ * loops are compiled twice (AVX2 and baseline x86-64) with target_clones and picked at load time, so
+ * the build stays portable (no -march=native). Large arrays are split over pthreads (the caller passes
+ * torch.get_num_threads()); every element's result depends only on its value and its flat index, so
+ * the split never changes a bit.
+ *
+ * The arithmetic is the integer formulation of opendojo/numerics/reference.py:
+ *   sig = significand, s = dropped bits, q = sig >> s + rounding increment,
+ *   code = ((e - 1) << M) + q, saturated, sign added.
+ * Stochastic rounding adds 16 random bits (stochastic.py's counter-based hash of (seed, index))
+ * below the kept LSB and truncates.
+ *
+ * Called from Python with raw addresses (numpy .ctypes.data, torch .data_ptr()); the GIL is released.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define HOT
+#endif
+
+enum { NEAREST = 0, STOCHASTIC = 1, TOWARD_ZERO = 2 };
+
+typedef struct {
+    const void *src;
+    void *dst;
+    const float *lut;
+    int64_t n, offset;
+    int M, bias, is_signed, sign_shift, mode;
+    uint32_t max_mag, k1, k2;
+} job_t;
+
+static inline uint32_t mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
+/* hash key of the high half of the index, constant over a block of 2**32 indices */
+static inline uint32_t hi_key(const job_t *j, uint64_t idx) {
+    return j->k2 + (uint32_t)(idx >> 32) * 0x9E3779B9U;
+}
+
+#define AI inline __attribute__((always_inline))
+
+/* One element, float32 bits -> code. GCC's vectoriser is picky: unsigned compares in the rounding
+ * increment and a second clamped variable shift each made it give up, hence the shapes below. */
+static AI uint32_t enc_f32(uint32_t u, int M, int bias, uint32_t max_mag, int is_signed, int sign_shift,
+                           int mode, uint32_t rnd) {
+    uint32_t a = u & 0x7fffffffu;
+    uint32_t neg = u >> 31;
+    int32_t f = (int32_t)(a >> 23);
+    uint32_t sig = (a & 0x7fffffu) | ((uint32_t)(f != 0) << 23);
+    int32_t fe = f > 1 ? f : 1;
+    int32_t e = f - 127 + bias;
+    e = e > 1 ? e : 1;
+    int32_t s = e - fe - bias - M + 150; /* dropped bits, >= 1 */
+    int32_t s1 = s < 31 ? s : 31;        /* sig < 2**24: past 31 only zeros remain */
+    uint32_t q = sig >> s1;
+    if (mode == NEAREST) {
+        /* ties to even: add half - 1 plus the kept LSB, then truncate (cannot wrap: sig < 2**24) */
+        q = (sig + ((1u << (s1 - 1)) - 1u) + (q & 1u)) >> s1;
+    } else if (mode == STOCHASTIC) {
+        /* floor(sig / 2**s + rnd / 2**16), exactly, in 64 bits; beyond s = 40 the result is 0 */
+        int32_t s3 = s < 40 ? s : 40;
+        q = (uint32_t)((((uint64_t)sig << 16) + ((uint64_t)rnd << s3)) >> (s3 + 16));
+    }
+    uint32_t mag = ((uint32_t)(e - 1) << M) + q;
+    mag = mag < max_mag ? mag : max_mag;
+    uint32_t nan = a > 0x7f800000u;
+    mag = nan ? max_mag : mag;
+    neg &= nan ^ 1u;
+    if (is_signed) return mag | (neg << sign_shift);
+    return neg ? 0u : mag;
+}
+
+/* One element, float64 bits -> code (rounds from the float64 bits directly, never via float32). */
+static AI uint32_t enc_f64(uint64_t u, int M, int bias, uint32_t max_mag, int is_signed, int sign_shift,
+                           int mode, uint32_t rnd) {
+    uint64_t a = u & 0x7fffffffffffffffull;
+    uint32_t neg = (uint32_t)(u >> 63);
+    int64_t f = (int64_t)(a >> 52);
+    uint64_t sig = (a & 0xfffffffffffffull) | ((uint64_t)(f != 0) << 52);
+    int64_t fe = f > 1 ? f : 1;
+    int64_t e = f - 1023 + bias;
+    e = e > 1 ? e : 1;
+    int64_t s = e - fe - bias - M + 1075; /* >= 1 */
+    int64_t s1 = s < 63 ? s : 63;
+    uint64_t q = sig >> s1;
+    uint64_t low = sig - (q << s1);
+    if (mode == NEAREST) {
+        q = (sig + ((1ull << (s1 - 1)) - 1u) + (q & 1u)) >> s1;
+    } else if (mode == STOCHASTIC) {
+        /* carry of (top 16 dropped bits + rnd); the bits below those cannot change it */
+        int64_t s2 = s - 16;
+        int64_t sr = s2 < 0 ? 0 : (s2 < 63 ? s2 : 63);
+        int64_t sl = s2 < 0 ? -s2 : 0;
+        uint64_t y = (low >> sr) << sl;
+        q += (y + rnd) >> 16;
+    }
+    /* e is at most 2047 - 1023 + 63 and q < 2**54, so this cannot wrap */
+    uint64_t mag64 = ((uint64_t)(e - 1) << M) + q;
+    uint32_t mag = mag64 < max_mag ? (uint32_t)mag64 : max_mag;
+    uint32_t nan = a > 0x7ff0000000000000ull;
+    mag = nan ? max_mag : mag;
+    neg &= nan ^ 1u;
+    if (is_signed) return mag | (neg << sign_shift);
+    return neg ? 0u : mag;
+}
+
+/* Elements are processed in blocks: the random bits of a block first (its own vectorised loop),
+ * then the codes, then (fake-quantize) the table lookup. Blocks never cross a multiple of 2**32 in
+ * the flat index, so the low index half is a plain uint32 counter inside a block. */
+#define BLOCK 2048
+
+static AI void random_block(uint32_t *restrict r, int n, uint32_t lo0, uint32_t k1, uint32_t kh) {
+    for (int k = 0; k < n; k++) r[k] = mix32(mix32((lo0 + (uint32_t)k) ^ k1) ^ kh) >> 16;
+}
+
+#define ENCODE_BLOCK(NAME, UIN_T, ENC, OUT_T)                                                              \
+    static AI void NAME(const UIN_T *restrict s, OUT_T *restrict d, int n, const job_t *j, int mode,       \
+                        const uint32_t *restrict r) {                                                      \
+        const int M = j->M, bias = j->bias, sg = j->is_signed, sh = j->sign_shift;                         \
+        const uint32_t mm = j->max_mag;                                                                    \
+        if (mode == STOCHASTIC)                                                                            \
+            for (int k = 0; k < n; k++) d[k] = (OUT_T)ENC(s[k], M, bias, mm, sg, sh, STOCHASTIC, r[k]);    \
+        else if (mode == NEAREST)                                                                          \
+            for (int k = 0; k < n; k++) d[k] = (OUT_T)ENC(s[k], M, bias, mm, sg, sh, NEAREST, 0);          \
+        else                                                                                               \
+            for (int k = 0; k < n; k++) d[k] = (OUT_T)ENC(s[k], M, bias, mm, sg, sh, TOWARD_ZERO, 0);      \
+    }
+
+ENCODE_BLOCK(enc_block_f32_u8, uint32_t, enc_f32, uint8_t)
+ENCODE_BLOCK(enc_block_f32_u16, uint32_t, enc_f32, uint16_t)
+ENCODE_BLOCK(enc_block_f64_u8, uint64_t, enc_f64, uint8_t)
+ENCODE_BLOCK(enc_block_f64_u16, uint64_t, enc_f64, uint16_t)
+
+#define GATHER_BLOCK(NAME, CODE_T, OUT_T)                                                                  \
+    static AI void NAME(const CODE_T *restrict c, OUT_T *restrict d, int n, const float *restrict lut) {   \
+        for (int k = 0; k < n; k++) d[k] = (OUT_T)lut[(int32_t)c[k]];                                      \
+    }
+
+GATHER_BLOCK(gather_u8_f32, uint8_t, float)
+GATHER_BLOCK(gather_u16_f32, uint16_t, float)
+GATHER_BLOCK(gather_u8_f64, uint8_t, double)
+GATHER_BLOCK(gather_u16_f64, uint16_t, double)
+
+/* encode: src floats -> dst codes; fake-quantize (GATHER != 0): codes in a block buffer, then the table */
+#define RANGE_LOOP(NAME, UIN_T, CODE_T, ENCBLK, MODE, OUT_T, GATHER, IS_FQ)                                       \
+    HOT static void NAME(const job_t *j, int64_t i0, int64_t i1) {                                         \
+        uint32_t rnd[BLOCK];                                                                               \
+        CODE_T codes[BLOCK];                                                                               \
+        const UIN_T *src = (const UIN_T *)j->src;                                                          \
+        while (i0 < i1) {                                                                                  \
+            uint64_t idx0 = (uint64_t)(j->offset + i0);                                                    \
+            int64_t room = (int64_t)(0x100000000ull - (idx0 & 0xffffffffull));                             \
+            int64_t len = i1 - i0;                                                                         \
+            len = len < BLOCK ? len : BLOCK;                                                               \
+            len = len < room ? len : room;                                                                 \
+            if (MODE == STOCHASTIC) random_block(rnd, (int)len, (uint32_t)idx0, j->k1, hi_key(j, idx0));   \
+            if (IS_FQ) {                                                                                   \
+                ENCBLK(src + i0, codes, (int)len, j, MODE, rnd);                                           \
+                GATHER(codes, (OUT_T *)j->dst + i0, (int)len, j->lut);                                     \
+            } else {                                                                                       \
+                ENCBLK(src + i0, (CODE_T *)j->dst + i0, (int)len, j, MODE, rnd);                           \
+            }                                                                                              \
+            i0 += len;                                                                                     \
+        }                                                                                                  \
+    }
+
+#define RANGE_MODES(PFX, UIN_T, CODE_T, ENCBLK, OUT_T, GATHER, IS_FQ)                                            \
+    RANGE_LOOP(PFX##_rn, UIN_T, CODE_T, ENCBLK, NEAREST, OUT_T, GATHER, IS_FQ)                             \
+    RANGE_LOOP(PFX##_sr, UIN_T, CODE_T, ENCBLK, STOCHASTIC, OUT_T, GATHER, IS_FQ)                          \
+    RANGE_LOOP(PFX##_tz, UIN_T, CODE_T, ENCBLK, TOWARD_ZERO, OUT_T, GATHER, IS_FQ)
+
+#define NO_GATHER(c, d, n, lut) ((void)0)
+RANGE_MODES(enc_f32_u8, uint32_t, uint8_t, enc_block_f32_u8, uint8_t, NO_GATHER, 0)
+RANGE_MODES(enc_f32_u16, uint32_t, uint16_t, enc_block_f32_u16, uint16_t, NO_GATHER, 0)
+RANGE_MODES(enc_f64_u8, uint64_t, uint8_t, enc_block_f64_u8, uint8_t, NO_GATHER, 0)
+RANGE_MODES(enc_f64_u16, uint64_t, uint16_t, enc_block_f64_u16, uint16_t, NO_GATHER, 0)
+RANGE_MODES(fq_f32_u8, uint32_t, uint8_t, enc_block_f32_u8, float, gather_u8_f32, 1)
+RANGE_MODES(fq_f32_u16, uint32_t, uint16_t, enc_block_f32_u16, float, gather_u16_f32, 1)
+RANGE_MODES(fq_f64_u8, uint64_t, uint8_t, enc_block_f64_u8, double, gather_u8_f64, 1)
+RANGE_MODES(fq_f64_u16, uint64_t, uint16_t, enc_block_f64_u16, double, gather_u16_f64, 1)
+
+#define DECODE_RANGE(NAME, CODE_T, GATHER)                                                                 \
+    HOT static void NAME(const job_t *j, int64_t i0, int64_t i1) {                                         \
+        for (; i0 < i1; i0 += BLOCK) {                                                                     \
+            int64_t len = i1 - i0 < BLOCK ? i1 - i0 : BLOCK;                                               \
+            GATHER((const CODE_T *)j->src + i0, (float *)j->dst + i0, (int)len, j->lut);                   \
+        }                                                                                                  \
+    }
+
+DECODE_RANGE(dec_u8, uint8_t, gather_u8_f32)
+DECODE_RANGE(dec_u16, uint16_t, gather_u16_f32)
+
+typedef void (*range_fn)(const job_t *, int64_t, int64_t);
+
+/* op numbers shared with _native.py */
+static const range_fn OPS[][3] = {
+    {enc_f32_u8_rn, enc_f32_u8_sr, enc_f32_u8_tz},    /* 0 */
+    {enc_f32_u16_rn, enc_f32_u16_sr, enc_f32_u16_tz}, /* 1 */
+    {enc_f64_u8_rn, enc_f64_u8_sr, enc_f64_u8_tz},    /* 2 */
+    {enc_f64_u16_rn, enc_f64_u16_sr, enc_f64_u16_tz}, /* 3 */
+    {fq_f32_u8_rn, fq_f32_u8_sr, fq_f32_u8_tz},       /* 4 */
+    {fq_f32_u16_rn, fq_f32_u16_sr, fq_f32_u16_tz},    /* 5 */
+    {fq_f64_u8_rn, fq_f64_u8_sr, fq_f64_u8_tz},       /* 6 */
+    {fq_f64_u16_rn, fq_f64_u16_sr, fq_f64_u16_tz},    /* 7 */
+    {dec_u8, dec_u8, dec_u8},                         /* 8 */
+    {dec_u16, dec_u16, dec_u16},                      /* 9 */
+};
+#define N_OPS ((int)(sizeof(OPS) / sizeof(OPS[0])))
+
+/* below this many elements per thread, starting a thread costs more than it saves */
+#define MIN_PER_THREAD (1 << 16)
+#define MAX_THREADS 64
+
+typedef struct {
+    const job_t *job;
+    range_fn fn;
+    int64_t i0, i1;
+} task_t;
+
+static void *run_task(void *p) {
+    task_t *t = (task_t *)p;
+    t->fn(t->job, t->i0, t->i1);
+    return NULL;
+}
+
+static void run_parallel(const job_t *job, range_fn fn, int nthreads) {
+    int64_t n = job->n;
+    int64_t t = n / MIN_PER_THREAD;
+    if (t > nthreads) t = nthreads;
+    if (t > MAX_THREADS) t = MAX_THREADS;
+    if (t <= 1) {
+        fn(job, 0, n);
+        return;
+    }
+    int64_t chunk = ((n + t - 1) / t + 63) & ~(int64_t)63; /* cache-line aligned starts */
+    task_t tasks[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int64_t k = 0; k < t; k++) {
+        tasks[k].job = job;
+        tasks[k].fn = fn;
+        tasks[k].i0 = k * chunk < n ? k * chunk : n;
+        tasks[k].i1 = (k + 1) * chunk < n ? (k + 1) * chunk : n;
+    }
+    for (int64_t k = 1; k < t; k++) started[k] = pthread_create(&tid[k], NULL, run_task, &tasks[k]) == 0;
+    run_task(&tasks[0]);
+    for (int64_t k = 1; k < t; k++) {
+        if (started[k])
+            pthread_join(tid[k], NULL);
+        else
+            run_task(&tasks[k]); /* could not start a thread: do its share here */
+    }
+}
+
+static PyObject *py_run(PyObject *self, PyObject *args) {
+    (void)self;
+    int op, M, bias, is_signed, sign_shift, mode, nthreads;
+    unsigned long long src, dst, lut;
+    long long n, offset;
+    unsigned int max_mag, k1, k2;
+    if (!PyArg_ParseTuple(args, "iKKKLLiiiiiIIIi", &op, &src, &dst, &lut, &n, &offset, &M, &bias,
+                          &is_signed, &sign_shift, &mode, &max_mag, &k1, &k2, &nthreads))
+        return NULL;
+    if (op < 0 || op >= N_OPS || mode < 0 || mode > 2 || n < 0 || M < 0 || M > 16 || bias < 0 ||
+        bias > 63) {
+        PyErr_SetString(PyExc_ValueError, "_ckernel.run: argument out of range");
+        return NULL;
+    }
+    job_t job = {(const void *)(uintptr_t)src, (void *)(uintptr_t)dst, (const float *)(uintptr_t)lut,
+                 n, offset, M, bias, is_signed, sign_shift, mode, max_mag, k1, k2};
+    range_fn fn = OPS[op][mode];
+    Py_BEGIN_ALLOW_THREADS run_parallel(&job, fn, nthreads);
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"run", py_run, METH_VARARGS,
+     "run(op, src, dst, lut, n, offset, M, bias, signed, sign_shift, mode, max_mag, k1, k2, nthreads)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ckernel", "CFloat CPU kernels", -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__ckernel(void) { return PyModule_Create(&module); }

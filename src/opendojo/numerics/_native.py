@@ -1,0 +1,32 @@
+"""Thin dispatcher to the compiled kernel (``_ckernel.c``); ``AVAILABLE`` is False without it."""
+
+from __future__ import annotations
+
+from opendojo.numerics.formats import CFloatFormat
+
+try:  # the extension is optional (setup.py builds it when a C compiler is present)
+    from opendojo.numerics import _ckernel
+except ImportError:  # pragma: no cover - exercised only on machines without a compiler
+    _ckernel = None
+
+AVAILABLE = _ckernel is not None
+
+# op numbers of _ckernel.c's OPS table (the +1 of each pair is the 16-bit-code variant)
+(ENC_F32_U8, ENC_F32_U16, ENC_F64_U8, ENC_F64_U16, FQ_F32_U8, FQ_F32_U16, FQ_F64_U8, FQ_F64_U16,
+ DEC_U8, DEC_U16) = range(10)
+MODES = {"nearest": 0, "stochastic": 1, "toward_zero": 2}
+
+
+def num_threads() -> int:
+    """Threads for large arrays: torch's intra-op setting, so the two never oversubscribe the CPU."""
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+def run(op: int, src: int, dst: int, n: int, fmt: CFloatFormat, bias: int, rounding: str = "nearest",
+        keys: tuple[int, int] = (0, 0), lut: int = 0, offset: int = 0, threads: int | None = None) -> None:
+    """Run one kernel over ``n`` elements at raw addresses ``src`` -> ``dst`` (C-contiguous buffers)."""
+    _ckernel.run(op, src, dst, lut, n, offset, fmt.mantissa_bits, bias, int(fmt.signed), fmt.bits - 1,
+                 MODES[rounding], fmt.max_magnitude_code, keys[0], keys[1],
+                 num_threads() if threads is None else threads)

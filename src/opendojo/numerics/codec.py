@@ -1,0 +1,206 @@
+"""encode / decode / fake_quantize: numpy arrays and torch tensors (CPU, CUDA) to and from CFloat codes.
+
+Dispatch: on CPU without flags the compiled kernel runs (``_ckernel.c``, multithreaded); with flags,
+on CUDA, or without the extension the torch-ops path (``_torch_codec.py``) runs. Both give the same
+bits as :mod:`opendojo.numerics.reference`, which the tests check.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from opendojo.numerics import _native
+from opendojo.numerics._torch_codec import encode_flat
+from opendojo.numerics.flags import Flags
+from opendojo.numerics.formats import CFloatFormat, check_bias, get_format
+from opendojo.numerics.reference import ROUNDINGS
+from opendojo.numerics.stochastic import check_seed, seed_keys
+
+_TORCH_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_NUMPY_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_TORCH_CODE = {8: torch.uint8, 16: torch.uint16}
+
+
+# --- decode tables ----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=512)
+def decode_table(fmt: CFloatFormat, bias: int) -> np.ndarray:
+    """float32 ``[2**bits]``: the value of every code (read-only). Every CFloat value is exact in FP32."""
+    codes = np.arange(1 << fmt.bits, dtype=np.int64)
+    M = fmt.mantissa_bits
+    mag = codes & fmt.max_magnitude_code
+    e, m = mag >> M, mag & ((1 << M) - 1)
+    significand = np.where(e == 0, m, m + (1 << M)).astype(np.float64)
+    value = np.ldexp(significand, (np.maximum(e, 1) - bias - M).astype(np.int32))
+    if fmt.signed:
+        value = np.where(codes & fmt.sign_mask, -value, value)
+    table = value.astype(np.float32)
+    table.flags.writeable = False
+    return table
+
+
+@functools.lru_cache(maxsize=64)
+def _decode_table_torch(fmt: CFloatFormat, bias: int, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(decode_table(fmt, bias).copy()).to(device)
+
+
+# --- argument checks ---------------------------------------------------------------------------------
+def _check_common(fmt, bias, rounding, seed, flags) -> tuple[CFloatFormat, int, int | None]:
+    fmt = get_format(fmt)
+    bias = check_bias(bias)
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    seed = check_seed(seed) if rounding == "stochastic" else None
+    if flags is not None and not isinstance(flags, Flags):
+        raise TypeError(f"flags must be None or a Flags instance, got {type(flags).__name__}")
+    return fmt, bias, seed
+
+
+def _as_float_input(x, name: str = "x"):
+    """A torch tensor (detached) or a C-order native-endian numpy array of a supported float dtype."""
+    if isinstance(x, torch.Tensor):
+        if x.dtype not in _TORCH_FLOATS:
+            raise TypeError(f"{name} must have a floating dtype (float16, bfloat16, float32, float64), "
+                            f"got {x.dtype}")
+        return x.detach()
+    a = np.asarray(x)
+    if a.dtype not in _NUMPY_FLOATS:
+        raise TypeError(f"{name} must have a floating dtype (float16, float32, float64), got {a.dtype}")
+    return _c_order(a)
+
+
+def _c_order(a: np.ndarray) -> np.ndarray:
+    """C-contiguous, native byte order, shape kept (np.ascontiguousarray turns 0-d into 1-d)."""
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
+def _uses_native(t, flags) -> bool:
+    return flags is None and _native.AVAILABLE and (not isinstance(t, torch.Tensor) or t.device.type == "cpu")
+
+
+def _torch_view(a: np.ndarray) -> torch.Tensor:
+    """numpy -> torch without copying when possible (the torch path only reads)."""
+    if not a.flags.writeable:
+        a = a.copy()
+    return torch.from_numpy(a)
+
+
+# --- public API ----------------------------------------------------------------------------------------
+def encode(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", seed: int | None = None,
+           flags: Flags | None = None):
+    """Round ``x`` into CFloat codes of ``fmt`` at exponent ``bias`` (an integer 0..63).
+
+    ``x``: numpy array (float16/32/64) or torch tensor (float16/bfloat16/float32/float64, any device,
+    ``requires_grad`` allowed: its data is used), any shape. Returns codes of the same shape: uint8 for
+    8-bit formats, uint16 for 16-bit; numpy in, numpy out; torch in, torch out on the same device.
+    ``rounding``: "nearest" (ties to even), "stochastic" (needs an integer ``seed``; the random bits are
+    a function of (seed, flat C-order index)) or "toward_zero". ``flags``: a :class:`Flags` to add
+    exception counts to (costs a slower path; ``None`` costs nothing).
+    """
+    fmt, bias, seed = _check_common(fmt, bias, rounding, seed, flags)
+    t = _as_float_input(x)
+    keys = seed_keys(seed) if seed is not None else (0, 0)
+    if _uses_native(t, flags):
+        if isinstance(t, torch.Tensor):
+            src = t.contiguous() if t.dtype in (torch.float32, torch.float64) else t.float().contiguous()
+            out = torch.empty(src.shape, dtype=_TORCH_CODE[fmt.bits])
+            src_ptr, dst_ptr, is64 = src.data_ptr(), out.data_ptr(), src.dtype == torch.float64
+        else:
+            src = t if t.dtype != np.float16 else t.astype(np.float32)
+            out = np.empty(src.shape, dtype=fmt.code_dtype)
+            src_ptr, dst_ptr, is64 = src.ctypes.data, out.ctypes.data, src.dtype == np.float64
+        op = (_native.ENC_F64_U8 if is64 else _native.ENC_F32_U8) + (fmt.bits == 16)
+        _native.run(op, src_ptr, dst_ptr, src.size if isinstance(src, np.ndarray) else src.numel(),
+                    fmt, bias, rounding, keys)
+        return out
+    tt = t if isinstance(t, torch.Tensor) else _torch_view(t)
+    codes, counts = encode_flat(tt.reshape(-1), fmt, bias, rounding, seed, flags is not None)
+    if flags is not None:
+        flags._accumulate(counts)
+    codes = codes.to(_TORCH_CODE[fmt.bits]).reshape(tt.shape)
+    return codes if isinstance(t, torch.Tensor) else codes.numpy()
+
+
+def _check_codes(codes, fmt: CFloatFormat):
+    """Codes as a torch tensor or numpy array of the format's code dtype; range-checked if wider."""
+    is_torch = isinstance(codes, torch.Tensor)
+    c = codes.detach() if is_torch else np.asarray(codes)
+    dtype = c.dtype
+    integer = (not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool) if is_torch \
+        else dtype.kind in "ui"
+    if not integer:
+        raise TypeError(f"codes must have an integer dtype (uint8 or uint16 for {fmt.name}), got {dtype}")
+    target = _TORCH_CODE[fmt.bits] if is_torch else fmt.code_dtype
+    narrow = torch.uint8 if is_torch else np.dtype(np.uint8)
+    if dtype == target or dtype == narrow:  # these always fit: no range check needed
+        return c.to(target) if is_torch else c.astype(target, copy=False)
+    if c.numel() if is_torch else c.size:
+        wide = c.to(torch.int64) if is_torch else c.astype(np.int64)
+        lo, hi = int(wide.min()), int(wide.max())
+        if lo < 0 or hi >= 1 << fmt.bits:
+            raise ValueError(f"codes must lie in 0..{(1 << fmt.bits) - 1} for {fmt.name} ({fmt.bits}-bit "
+                             f"format), got values in {lo}..{hi}")
+    return c.to(target) if is_torch else c.astype(target)
+
+
+def decode(codes, fmt: CFloatFormat | str, bias: int):
+    """Exact float32 values of CFloat ``codes`` (numpy in, numpy out; torch in, torch out, same device).
+
+    ``codes``: uint8/uint16 (or any integer dtype whose values fit in the format's width), any shape.
+    """
+    fmt = get_format(fmt)
+    bias = check_bias(bias)
+    c = _check_codes(codes, fmt)
+    if _uses_native(c, None):
+        if isinstance(c, torch.Tensor):
+            src = c.contiguous()
+            out = torch.empty(src.shape, dtype=torch.float32)
+            src_ptr, dst_ptr, n = src.data_ptr(), out.data_ptr(), src.numel()
+        else:
+            src = _c_order(c)
+            out = np.empty(src.shape, dtype=np.float32)
+            src_ptr, dst_ptr, n = src.ctypes.data, out.ctypes.data, src.size
+        op = _native.DEC_U16 if fmt.bits == 16 else _native.DEC_U8
+        _native.run(op, src_ptr, dst_ptr, n, fmt, bias, lut=decode_table(fmt, bias).ctypes.data)
+        return out
+    ct = c if isinstance(c, torch.Tensor) else _torch_view(_c_order(c))
+    out = _decode_table_torch(fmt, bias, ct.device)[ct.to(torch.int64)]
+    return out if isinstance(c, torch.Tensor) else out.numpy()
+
+
+def fake_quantize(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", seed: int | None = None,
+                  flags: Flags | None = None):
+    """``decode(encode(x, ...))`` in one pass, returned in x's dtype, shape and device.
+
+    Same arguments as :func:`encode`. float32/float64 results are exact CFloat values; float16/bfloat16
+    results are those values rounded to nearest in x's dtype (exact unless the bias puts them outside
+    its range). No autograd: a tensor that requires grad is read through its data.
+    """
+    fmt, bias, seed = _check_common(fmt, bias, rounding, seed, flags)
+    t = _as_float_input(x)
+    keys = seed_keys(seed) if seed is not None else (0, 0)
+    lut = decode_table(fmt, bias)
+    if _uses_native(t, flags):
+        if isinstance(t, torch.Tensor):
+            src = t.contiguous() if t.dtype in (torch.float32, torch.float64) else t.float().contiguous()
+            out = torch.empty_like(src)
+            src_ptr, dst_ptr, n = src.data_ptr(), out.data_ptr(), src.numel()
+            is64 = src.dtype == torch.float64
+        else:
+            src = t if t.dtype != np.float16 else t.astype(np.float32)
+            out = np.empty_like(src)
+            src_ptr, dst_ptr, n, is64 = src.ctypes.data, out.ctypes.data, src.size, src.dtype == np.float64
+        op = (_native.FQ_F64_U8 if is64 else _native.FQ_F32_U8) + (fmt.bits == 16)
+        _native.run(op, src_ptr, dst_ptr, n, fmt, bias, rounding, keys, lut=lut.ctypes.data)
+        return out.astype(t.dtype, copy=False) if isinstance(t, np.ndarray) else out.to(t.dtype)
+    tt = t if isinstance(t, torch.Tensor) else _torch_view(t)
+    codes, counts = encode_flat(tt.reshape(-1), fmt, bias, rounding, seed, flags is not None)
+    if flags is not None:
+        flags._accumulate(counts)
+    out = _decode_table_torch(fmt, bias, tt.device)[codes].reshape(tt.shape)
+    out = out.to(tt.dtype)
+    return out if isinstance(t, torch.Tensor) else out.numpy()
