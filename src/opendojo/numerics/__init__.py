@@ -6,6 +6,7 @@ arrays and torch tensors; :class:`Flags` counts exceptions; :func:`choose_bias` 
 :mod:`opendojo.numerics.reference` is the slow exact oracle everything is tested against.
 """
 
+from opendojo.numerics.arithmetic import CFloatTensor, add, fma, matmul, mul
 from opendojo.numerics.bias import choose_bias
 from opendojo.numerics.codec import decode, decode_table, encode, fake_quantize
 from opendojo.numerics.flags import Flags
@@ -37,12 +38,17 @@ __all__ = [
     "FP64",
     "ROUNDINGS",
     "CFloatFormat",
+    "CFloatTensor",
     "Flags",
     "IEEEFormat",
+    "add",
     "choose_bias",
     "decode",
     "decode_table",
     "encode",
     "fake_quantize",
+    "fma",
     "get_format",
+    "matmul",
+    "mul",
 ]

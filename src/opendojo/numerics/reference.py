@@ -132,3 +132,24 @@ def encode_stochastic(x: float | Fraction, fmt: CFloatFormat | str, bias: int, s
                       input_format: str = "float64") -> tuple[int, set[str]]:
     """Stochastic :func:`encode` of element ``index`` (flat, C order) of an array rounded with ``seed``."""
     return encode(x, fmt, bias, "stochastic", random_bits(seed, index), input_format)
+
+
+def round_fp32(x: Fraction) -> float:
+    """IEEE FP32 round-to-nearest-even of an exact value (denormals kept; beyond the range: ±Inf)."""
+    if x == 0:
+        return 0.0
+    a = abs(x)
+    e = max(_floor_log2(a), -126)
+    t = a / Fraction(2) ** (e - 23)
+    fl = math.floor(t)
+    rem = t - fl
+    q = fl + (1 if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and fl % 2 == 1) else 0)
+    value = Fraction(q) * Fraction(2) ** (e - 23)
+    if value >= Fraction(2) ** 128:
+        return math.copysign(math.inf, x)
+    return float(-value if x < 0 else value)
+
+
+def fma_fp32(a: Fraction, b: Fraction, c: Fraction) -> float:
+    """FP32 fused multiply-add of exact FP32 operands: one rounding of ``a * b + c``."""
+    return round_fp32(a * b + c)
