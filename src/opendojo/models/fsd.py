@@ -33,6 +33,10 @@ __all__ = ["FSDConfig", "FSDNet", "PRESETS", "example_inputs", "fsd_net"]
 class FSDConfig:
     """Shape of an :class:`FSDNet`. Sizes in pixels, cells and channels.
 
+    ``trajectory_dt_s`` is the time between trajectory waypoints: the trajectory head predicts a residual
+    over driving straight on at the network's own speed estimate (waypoint k at ``speed · dt · k``), which
+    is how a planner would parametrise it and spares the head from learning metres from scratch.
+
     ``image_size`` must be divisible by ``2 ** len(backbone_channels)`` (each backbone stage halves the
     image), and ``occupancy_grid`` by ``bev_grid`` (each query cell predicts an ``s × s`` patch of the
     occupancy grid, ``s = occupancy_grid // bev_grid``).
@@ -50,6 +54,7 @@ class FSDConfig:
     occupancy_grid: int = 32
     horizon: int = 8
     mlp_ratio: int = 2
+    trajectory_dt_s: float = 0.5
 
     def __post_init__(self) -> None:
         positive = (
@@ -73,6 +78,11 @@ class FSDConfig:
         if not chans or not all(isinstance(c, int) and c >= 1 for c in chans):
             raise ValueError(
                 f"FSDConfig.backbone_channels must be a non-empty tuple of positive ints, got {chans!r}"
+            )
+        if not isinstance(self.trajectory_dt_s, int | float) or not self.trajectory_dt_s > 0:
+            raise ValueError(
+                f"FSDConfig.trajectory_dt_s must be a positive number of seconds, "
+                f"got {self.trajectory_dt_s!r}"
             )
         stride = 2 ** len(chans)
         if self.image_size % stride:
@@ -263,6 +273,18 @@ class FSDNet(nn.Module):
         nn.init.zeros_(self.occupancy_head.weight)
         nn.init.constant_(self.occupancy_head.bias, -2.0)
 
+    @torch.no_grad()
+    def set_output_priors(self, occupancy_rate: float, speed_mps: float) -> None:
+        """Start the heads at the data's base rates: every cell at logit(``occupancy_rate``) and the speed
+        at ``speed_mps`` (so the first steps learn structure, not offsets that AdamW takes thousands of
+        steps to reach at a small learning rate)."""
+        if not 0.0 < occupancy_rate < 1.0:
+            raise ValueError(f"occupancy_rate must be in (0, 1), got {occupancy_rate!r}")
+        if not math.isfinite(speed_mps):
+            raise ValueError(f"speed_mps must be finite, got {speed_mps!r}")
+        self.occupancy_head.bias.fill_(math.log(occupancy_rate / (1.0 - occupancy_rate)))
+        self.ego_head.bias[2 * self.config.horizon].fill_(speed_mps)
+
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.config
         expected = (c.cameras, c.frames, 3, c.image_size, c.image_size)
@@ -293,9 +315,13 @@ class FSDNet(nn.Module):
         out = self.ego_head(ego)  # [B, T, 2K + 2]
         b, t = out.shape[:2]
         k = self.config.horizon
+        speed = out[..., 2 * k]
+        # Constant-velocity roll-out along the ego x axis, plus the predicted residual (metres).
+        times = torch.arange(1, k + 1, device=out.device, dtype=out.dtype) * self.config.trajectory_dt_s
+        straight = torch.stack([speed[..., None] * times, torch.zeros_like(speed[..., None] * times)], dim=-1)
         return {
-            "trajectory": out[..., : 2 * k].reshape(b, t, k, 2),
-            "speed": out[..., 2 * k],
+            "trajectory": straight + out[..., : 2 * k].reshape(b, t, k, 2),
+            "speed": speed,
             "steering": out[..., 2 * k + 1],
         }
 

@@ -97,12 +97,13 @@ class TrainConfig:
 @dataclass(frozen=True)
 class LossConfig:
     """Weights of the task losses in the total (occupancy BCE, trajectory L1 in metres, speed L1 in m/s,
-    steering L1 in radians)."""
+    steering L1 in radians), and the weight of an occupied cell in the occupancy BCE."""
 
     occupancy: float = field(default=1.0, metadata=_check(min=0.0))
     trajectory: float = field(default=0.2, metadata=_check(min=0.0))
     speed: float = field(default=0.1, metadata=_check(min=0.0))
     steering: float = field(default=1.0, metadata=_check(min=0.0))
+    occupancy_pos_weight: float = field(default=10.0, metadata=_check(above=0.0))
 
 
 @dataclass(frozen=True)

@@ -28,17 +28,23 @@ TARGETS = ("occupancy", "trajectory", "speed", "steering")
 
 
 def task_loss(
-    out: dict[str, torch.Tensor], target: dict[str, torch.Tensor], weights: dict[str, float]
+    out: dict[str, torch.Tensor],
+    target: dict[str, torch.Tensor],
+    weights: dict[str, float],
+    occupancy_pos_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of the task losses, and each unweighted part (detached).
 
-    occupancy: binary cross-entropy on logits; trajectory: L1 per coordinate (m); speed: L1 (m/s);
-    steering: L1 (rad). Every part is a mean over its elements, so the total does not depend on how a
-    global batch is split across ranks.
+    occupancy: binary cross-entropy on logits, occupied cells weighted by ``occupancy_pos_weight`` (the
+    grid is sparse: without it the empty grid is a deep local minimum); trajectory: L1 per coordinate
+    (m); speed: L1 (m/s); steering: L1 (rad). Every part is a mean over its elements, so the total does
+    not depend on how a global batch is split across ranks.
     """
     parts = {
         "occupancy": F.binary_cross_entropy_with_logits(
-            out["occupancy"].float(), target["occupancy"].float()
+            out["occupancy"].float(),
+            target["occupancy"].float(),
+            pos_weight=torch.tensor(occupancy_pos_weight, device=out["occupancy"].device),
         ),
         "trajectory": F.l1_loss(out["trajectory"].float(), target["trajectory"]),
         "speed": F.l1_loss(out["speed"].float(), target["speed"]),

@@ -1,0 +1,137 @@
+"""torch.distributed plumbing: rank discovery, process group, DDP / FSDP2 wrapping, and the torchrun launch.
+
+The trainer runs the same code on one process or many. Under ``torchrun`` (or ``dojo train --nproc N``,
+which starts torchrun itself) the environment carries ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; the
+process group uses NCCL on CUDA and gloo on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["DistContext", "all_reduce_sum", "init_distributed", "launch_torchrun", "wrap_model"]
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands: its rank, the world size, and its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _pick_device(preference: str, local_rank: int) -> torch.device:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "config key train.device: 'cuda' was asked for but no CUDA device is available; "
+            "allowed here: auto, cpu"
+        )
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def init_distributed(device_preference: str = "auto") -> DistContext:
+    """Read the torchrun environment, pick the device and (for a world size > 1) join the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _pick_device(device_preference, local_rank)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo",
+            device_id=device if device.type == "cuda" else None,
+        )
+    return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device)
+
+
+def wrap_model(model: nn.Module, ctx: DistContext, fsdp: bool) -> nn.Module:
+    """DDP (replicated weights, averaged gradients) or FSDP2 (``fully_shard`` per block, then the root).
+
+    With one process and no FSDP the model is returned as is. FSDP2 also works with one process (useful
+    to test the sharded code path).
+    """
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        if not dist.is_initialized():
+            raise ValueError("train.fsdp=true needs a process group: launch with --nproc N or torchrun")
+        # Shard each repeated block separately so only one block's full weights exist at a time.
+        for module in model.modules():
+            if type(module).__name__ in ("_Block", "_ConvStage"):
+                fully_shard(module)
+        return fully_shard(model)
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
+    return model
+
+
+def all_reduce_sum(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum ``t`` over all ranks (in place, and returned); a no-op on one process."""
+    if ctx.distributed:
+        # gloo cannot reduce CUDA float64 everywhere and NCCL cannot reduce CPU tensors: move if needed.
+        on = t.to(ctx.device) if ctx.device.type == "cuda" else t
+        dist.all_reduce(on)
+        if on is not t:
+            t.copy_(on.cpu())
+    return t
+
+
+def launch_torchrun(nproc: int, argv: list[str], *, max_restarts: int = 0) -> int:
+    """Run ``python -m torch.distributed.run --standalone --nproc-per-node N -m opendojo.train ARGV``.
+
+    Returns torchrun's exit status. On the CPU each rank gets one thread (torchrun's default
+    ``OMP_NUM_THREADS=1``), so N ranks use N cores.
+    """
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"--nproc must be a positive int, got {nproc!r}")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        f"--max-restarts={max_restarts}",
+        "-m",
+        "opendojo.train",
+        *argv,
+    ]
+    return subprocess.run(cmd, check=False).returncode
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait for all ranks (no-op on one process)."""
+    if ctx.distributed:
+        dist.barrier()
+
+
+def gather_objects(obj: object, ctx: DistContext) -> list:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not ctx.distributed:
+        return [obj]
+    out: list = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
