@@ -76,6 +76,8 @@ class Device:
     conv_flops: float | None = None
     rng_rate: float | None = None
     first_touch_bw: float | None = None
+    intra_ways: int = 1
+    intra_link_bw: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -324,11 +326,14 @@ def _build_system(name: str) -> System:
         # DIPs sit outside the tiles; each tile gets an equal share of their HBM and bandwidth.
         hbm = total(name, "hbm_bytes") if has(name, "hbm_bytes") else 0.0
         hbm_bw = total(name, "hbm_bw") if has(name, "hbm_bw") else 0.0
+        # Inside a tile the compiler splits layers over its D1 dies, which talk over their edge links.
+        dies = next(iter(dpart.parts))
         device = Device(dev, mem_bytes=q["sram_bytes"], mem_bw=q["sram_bw"], spill_bytes=hbm / devices,
-                        spill_bw=hbm_bw / devices, **common)
+                        spill_bw=hbm_bw / devices, intra_ways=count_of(dev, dies),
+                        intra_link_bw=total(dies, "edge_bw"), **common)
         return System(name, fam, part.description, devices, device, power, link_bw=q["edge_bw"],
                       link_latency_s=q["hop_latency_s"], hypothetical=part.hypothetical or dpart.hypothetical,
-                      mesh_shape=_mesh_shape(devices))
+                      mesh_shape=_mesh_shape(devices), coll_eff=_q(part, "coll_eff"))
     device = Device(dev, mem_bytes=q["hbm_bytes"], mem_bw=q["hbm_bw"], spill_bytes=0.0, spill_bw=0.0,
                     conv_flops=q.get("conv_flops"), rng_rate=q.get("rng_rate"),
                     first_touch_bw=q.get("first_touch_bw"), **common)

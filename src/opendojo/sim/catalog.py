@@ -1,0 +1,126 @@
+"""Built-in workloads by name, captured lazily (and once per process) on the meta device.
+
+``fsd-*`` come from the trainer's FSD network (:mod:`opendojo.models.fsd`), imported only when asked
+for, so the simulator works without it. GPT-family names are captured with 1 and 2 blocks and
+extrapolated to their depth (see :mod:`opendojo.sim.workload`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from opendojo.sim.workload import Workload, capture_module, capture_scalable
+
+_VISION = {"resnet50": (16, "image 224x224", 256), "vit-b16": (12, "image 224x224", 64)}
+_FSD_PRESETS = ("tiny", "base", "large")
+
+
+def _gpt_names() -> list[str]:
+    from opendojo.models.reference_gpt import GPT_PRESETS
+
+    return list(GPT_PRESETS)
+
+
+def list_workloads() -> list[str]:
+    """Every built-in workload name."""
+    return [f"fsd-{p}" for p in _FSD_PRESETS] + list(_VISION) + ["unet-sd"] + _gpt_names()
+
+
+def _gpt(name: str) -> Workload:
+    from opendojo.models.reference_gpt import GPT_PRESETS, gpt, gpt_inputs
+
+    c = GPT_PRESETS[name]
+
+    def build(batch: int, depth: int):
+        m = gpt(c, device="meta", n_layer=depth)
+        return m, gpt_inputs(m.config, batch, device="meta")
+
+    # Tensor parallelism (Megatron): 2 all-reduces of [seq, d_model] forward and 2 backward per block.
+    tp = 4 * c.seq * c.d_model * 4.0
+    tokens = 2048 * c.seq if c.llama else 1536 * c.seq  # Llama 3: 16M tokens/batch; GPT-3 175B: 3.2M
+    return capture_scalable(name, build, layers=c.n_layer, depth_scaled=True, tp_bytes_per_sample=tp,
+                            sample=f"sequence of {c.seq} tokens", default_batch_per_device=1,
+                            default_global_batch=max(1, tokens // c.seq),
+                            notes=(f"{c.params / 1e9:.3g}B parameters; captured with 1 and 2 blocks, "
+                                   f"extrapolated to {c.n_layer}",))
+
+
+def _vision(name: str) -> Workload:
+    from opendojo.models.reference_vision import resnet50, vit_b16
+
+    layers, sample, per_dev = _VISION[name]
+    factory = resnet50 if name == "resnet50" else vit_b16
+
+    def build(batch: int, depth: int):
+        return factory(device="meta"), torch.empty(batch, 3, 224, 224, device="meta")
+
+    return capture_scalable(name, build, layers=layers, sample=sample, default_batch_per_device=per_dev)
+
+
+def _unet() -> Workload:
+    from opendojo.models.reference_unet import unet_inputs, unet_sd
+
+    def build(batch: int, depth: int):
+        return unet_sd(device="meta"), unet_inputs(batch, device="meta")
+
+    return capture_scalable("unet-sd", build, layers=25, sample="512x512 image (64x64 latent)",
+                            default_batch_per_device=16)
+
+
+def _fsd(name: str) -> Workload:
+    preset = name.removeprefix("fsd-")
+    try:
+        fsd = importlib.import_module("opendojo.models.fsd")
+    except ImportError as e:
+        raise ValueError(f"workload {name!r} needs opendojo.models.fsd (the trainer's FSD network), "
+                         f"which is not importable: {e}") from e
+    cfg = fsd.PRESETS[preset]
+
+    def build(batch: int, depth: int):
+        return fsd.fsd_net(preset, device="meta"), fsd.example_inputs(preset, batch, device="meta")
+
+    layers = len(cfg.backbone_channels) + cfg.fusion_layers + cfg.temporal_layers + 1
+    return capture_scalable(name, build, layers=layers,
+                            sample=f"clip of {cfg.cameras} cameras x {cfg.frames} frames at "
+                                   f"{cfg.image_size}px",
+                            default_batch_per_device=4)
+
+
+@cache
+def load_workload(name: str) -> Workload:
+    """A built-in workload by name, or ``path.py:function`` returning ``(model, example_inputs)``."""
+    if not isinstance(name, str):
+        raise TypeError(f"workload must be a name (str) or a Workload, got {type(name).__name__}")
+    if ".py:" in name:
+        return _from_factory(name)
+    if name in _gpt_names():
+        return _gpt(name)
+    if name in _VISION:
+        return _vision(name)
+    if name == "unet-sd":
+        return _unet()
+    if name in (f"fsd-{p}" for p in _FSD_PRESETS):
+        return _fsd(name)
+    raise ValueError(f"unknown workload {name!r}; valid: {', '.join(list_workloads())} or path.py:function")
+
+
+def _from_factory(spec: str) -> Workload:
+    path, _, fn = spec.rpartition(":")
+    if not Path(path).is_file():
+        raise ValueError(f"workload {spec!r}: file {path!r} does not exist")
+    mod_spec = importlib.util.spec_from_file_location(f"_opendojo_user_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    factory = getattr(module, fn, None)
+    if not callable(factory):
+        raise ValueError(f"workload {spec!r}: {path} has no function {fn!r}")
+    with torch.device("meta"):
+        result = factory()
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise ValueError(f"workload {spec!r}: {fn}() must return (model, example_inputs), got {type(result)}")
+    return capture_module(result[0], result[1], name=spec)

@@ -1,0 +1,98 @@
+"""Time of an op table on one device: per-op efficiency curves, memory time, dispatch overhead.
+
+For every op (vectorised over the table):
+
+* matmul / conv / attention: ``flops / rate`` with ``rate = peak · eff_max · h(m) · h(n) · h(k)`` and
+  ``h(d) = d / (d + d_half)`` — a saturating curve in each GEMM dimension (skinny shapes are slow,
+  unlike a cube-root "equivalent size"); convolutions use their own ``eff_conv_max`` (or the measured
+  conv rate on the host) and their implicit-GEMM shape.
+* elementwise / normalisation / reductions: ``max(flops / vector_peak, bytes / (mem_bw · eff_mem_bw))``.
+* random-number generation: on the host it is compute-bound at the measured ``rng_rate``.
+* dispatch: on the host every aten op (views too) costs ``op_overhead_s`` in series (eager PyTorch is
+  synchronous); on a GPU a kernel lasts at least the launch floor; Dojo runs a compiled graph (zero).
+* first touch (host): fresh allocations of at least 32 MiB come from ``mmap`` (glibc's largest mmap
+  threshold) and are page-faulted again every step, at ``first_touch_bw``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from opendojo.hw.system import Device
+from opendojo.sim.ops import KIND
+
+#: glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: larger blocks are always fresh mmap pages.
+MMAP_THRESHOLD_BYTES = 32 * 2**20
+#: Bytes per element relative to the fp32 capture, for activations/weights at each precision.
+BYTE_SCALE = {"fp32": 1.0, "bf16": 0.5, "cfloat8": 0.5}
+
+
+@dataclass(frozen=True)
+class PhaseTime:
+    """Seconds spent by one pass over an op table, split by what bounds each op."""
+
+    compute: float = 0.0
+    memory: float = 0.0
+    overhead: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.compute + self.memory + self.overhead
+
+    def __add__(self, other: PhaseTime) -> PhaseTime:
+        return PhaseTime(self.compute + other.compute, self.memory + other.memory,
+                         self.overhead + other.overhead)
+
+    def scaled(self, k: float) -> PhaseTime:
+        return PhaseTime(self.compute * k, self.memory * k, self.overhead * k)
+
+
+def _h(d: np.ndarray, half: float) -> np.ndarray:
+    d = np.maximum(d, 1.0)
+    return d / (d + half)
+
+
+def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, family: str, *,
+               split: float = 1.0, mask: np.ndarray | None = None) -> PhaseTime:
+    """Time of the ops selected by ``mask`` (default: all) of an evaluated op table (``Workload.at``).
+
+    ``split`` divides every op's work ``split`` ways (tensor parallelism: FLOPs, bytes and the GEMM ``n``
+    dimension shrink; the dispatch count does not).
+    """
+    kind, count = ops["kind"], ops["count"]
+    sel = np.ones(len(kind), dtype=bool) if mask is None else mask
+    is_opt = ops["phase"] == 2
+    scale = np.where(is_opt, 1.0, BYTE_SCALE[precision])  # optimizer runs on fp32 master weights
+    flops, nbytes = ops["flops"] / split, ops["bytes"] * scale / split
+    gemm = (kind == KIND["matmul"]) | (kind == KIND["attention"])
+    conv = kind == KIND["conv"]
+    half = device.eff_matmul_half_dim
+    shape_eff = _h(ops["m"], half) * _h(np.maximum(ops["n"] / split, 1.0), half) * _h(ops["k"], half)
+    shape_eff = np.where(kind == KIND["attention"], 1.0, shape_eff)
+    peak = device.peak_flops[precision]
+    conv_peak = device.conv_flops if device.conv_flops else peak * device.eff_conv_max
+    rate = np.where(gemm, peak * device.eff_matmul_max, np.where(conv, conv_peak, device.vector_flops))
+    rate = np.where(gemm | conv, rate * shape_eff, rate)
+    t_compute = flops / rate
+    if device.rng_rate:
+        t_compute = np.where(kind == KIND["rng"], ops["rng"] / split / device.rng_rate, t_compute)
+    t_mem = nbytes / (device.mem_bw * device.eff_mem_bw)
+    if device.first_touch_bw:
+        out = ops["out_bytes"] * scale
+        fresh = np.where(out >= MMAP_THRESHOLD_BYTES, out / split, 0.0)
+        t_mem = t_mem + fresh / device.first_touch_bw
+    free = (kind == KIND["view"]) | (kind == KIND["scalar"])
+    t_compute = np.where(free, 0.0, t_compute)
+    t_mem = np.where(free, 0.0, t_mem)
+    busy = np.maximum(t_compute, t_mem)
+    if family == "cpu":
+        overhead = np.full(len(kind), device.op_overhead_s)
+    elif family == "gpu":
+        overhead = np.where(free, 0.0, np.maximum(device.op_overhead_s - busy, 0.0))
+    else:
+        overhead = np.zeros(len(kind))
+    w = count * sel
+    return PhaseTime(float(np.sum(w * t_compute)), float(np.sum(w * (busy - t_compute))),
+                     float(np.sum(w * overhead)))

@@ -1,0 +1,210 @@
+"""``simulate(workload, system, ...)``: choose a parallel layout, predict the step, name H100-equivalents.
+
+Without ``parallel``, every layout that divides the devices and the batch is tried (tensor parallelism
+up to the NVLink domain on GPUs, pipeline stages up to the number of blocks, micro-batch sizes, with and
+without activation recomputation) and the fastest one that fits memory wins. Fixed choices in
+``parallel`` ("dp=..,tp=..,pp=..,mb=..,zero=..,recompute=..") narrow the search.
+"""
+
+from __future__ import annotations
+
+from opendojo.hw.system import PRECISIONS, System, load_system
+from opendojo.sim.catalog import load_workload
+from opendojo.sim.layout import Layout, parse_parallel
+from opendojo.sim.result import SimResult
+from opendojo.sim.step import StepEstimate, estimate_step, memory_per_device
+from opendojo.sim.workload import Workload
+
+H100_PEAK_BF16 = 989.4e12  # FLOP/s, NVIDIA H100 SXM datasheet (hw/specs/h100.toml)
+H100_DGX_W_PER_GPU = 10200.0 / 8  # W, DGX H100 system power per GPU (hw/specs/h100-dgx.toml)
+H100_EQ_DEFINITIONS = {
+    "peak": "peak BF16 FLOP/s / 989.4 TFLOP/s (one H100 SXM)",
+    "delivered": "samples/s on this workload / samples/s per H100 on the same workload and batch "
+                 "(H100 cluster of equal peak, its own best layout)",
+    "power": "system power / 1,275 W (DGX H100 power per GPU)",
+}
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _candidates(w: Workload, s: System, batch: int, fixed: dict[str, int]) -> list[Layout]:
+    n = s.devices
+    transformer = w.tp_bytes_per_sample > 0
+    if s.family == "cpu":
+        tps = [1]
+    elif s.family == "gpu":
+        tps = [t for t in (1, 2, 4, 8, 16) if t <= max(s.scale_up_size, 1) and n % t == 0]
+    else:
+        tps = [t for t in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16) if n % t == 0]
+    if not transformer:
+        tps = [1]
+    if "tp" in fixed:
+        tps = [fixed["tp"]]
+    out = []
+    for tp in tps:
+        if n % tp:
+            continue
+        pps = [p for p in _divisors(n // tp) if p <= w.layers] if s.family != "cpu" else [1]
+        if "pp" in fixed:
+            pps = [fixed["pp"]]
+        for pp in pps:
+            if (n // tp) % pp:
+                continue
+            dp = n // (tp * pp)
+            if "dp" in fixed and fixed["dp"] != dp:
+                continue
+            if batch % dp:
+                continue
+            r = batch // dp
+            us = sorted({u for u in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, r) if u <= r and r % u == 0})
+            if "microbatch" in fixed:
+                us = [fixed["microbatch"]]
+            zero = bool(fixed.get("zero", dp > 1))
+            rcs = [bool(fixed["recompute"])] if "recompute" in fixed else ([False, True] if transformer
+                                                                            else [False])
+            for u in us:
+                m = r // u
+                vps = [v for v in (1, 2, 4, 8) if v == 1 or (pp > 1 and m % pp == 0 and pp * v <= w.layers)]
+                if "vp" in fixed:
+                    vps = [fixed["vp"]]
+                out += [Layout(dp, tp, pp, u, zero, rc, vp) for rc in rcs for vp in vps]
+    return out
+
+
+def _explain_no_layout(w: Workload, s: System, batch: int, fixed: dict[str, int]) -> str:
+    n = s.devices
+    if fixed and all(k in fixed for k in ("dp", "tp", "pp")):
+        prod = fixed["dp"] * fixed["tp"] * fixed["pp"]
+        if prod != n:
+            return (f"parallel layout dp*tp*pp = {fixed['dp']}*{fixed['tp']}*{fixed['pp']} = {prod} does not "
+                    f"divide the work over the {n} devices of {s.name!r}; the product must equal {n}")
+    if fixed.get("tp", 1) > 1 and w.tp_bytes_per_sample == 0:
+        return (f"tensor parallelism (tp={fixed['tp']}) is modelled for transformer workloads only, "
+                f"not {w.name!r}")
+    for k in ("tp", "pp", "dp"):
+        if k in fixed and n % fixed[k]:
+            return f"parallel {k}={fixed[k]} does not divide the {n} devices of {s.name!r}"
+    if fixed.get("pp", 1) > w.layers:
+        return f"pp={fixed['pp']} exceeds the {w.layers} blocks of {w.name!r}"
+    return (f"no layout of {n} devices divides batch={batch}: the data-parallel degree must divide "
+            f"the batch; "
+            f"choose a batch that is a multiple of the data-parallel degree (e.g. {n}) or fix dp/tp/pp")
+
+
+def best_step(w: Workload, s: System, batch: int, precision: str, parallel=None) -> StepEstimate:
+    """The fastest fitting layout's :class:`StepEstimate`; a clear error if none exists or fits."""
+    fixed = parse_parallel(parallel)
+    if isinstance(fixed, Layout):
+        return estimate_step(w, s, fixed, batch, precision)
+    fixed = fixed or {}
+    if fixed.get("tp", 1) > 1 and w.tp_bytes_per_sample == 0:
+        raise ValueError(_explain_no_layout(w, s, batch, fixed))
+    cands = _candidates(w, s, batch, fixed)
+    if not cands:
+        raise ValueError(_explain_no_layout(w, s, batch, fixed))
+    best, smallest = None, None
+    for layout in cands:
+        est = estimate_step(w, s, layout, batch, precision)
+        need = sum(est.memory.values())
+        if smallest is None or need < sum(smallest.memory.values()):
+            smallest = est
+        if est.fits and (best is None or est.step_time_s < best.step_time_s):
+            best = est
+    if best is None:
+        mem = smallest.memory
+        where = ("SRAM + its share of DIP HBM" if s.family == "dojo" else
+                 "HBM" if s.family == "gpu" else "RAM")
+        raise ValueError(
+            f"{w.name!r} fits nowhere on {s.name!r} ({s.devices} x {s.device.name}) at batch {batch}, "
+            f"{precision}: the leanest layout ({smallest.layout.describe()}) needs "
+            f"{sum(mem.values()) / 1e9:.3g} GB per device (" +
+            ", ".join(f"{k} {v / 1e9:.3g} GB" for k, v in mem.items() if v) +
+            f") but a device has {smallest.capacity_bytes / 1e9:.3g} GB of {where}; use more devices "
+            f"(--nodes) or a smaller batch")
+    return best
+
+
+def _default_batch(w: Workload, s: System) -> int:
+    if w.default_global_batch:
+        return w.default_global_batch
+    return w.default_batch_per_device * s.devices
+
+
+def _resolve(workload, system, nodes) -> tuple[Workload, System]:
+    w = workload if isinstance(workload, Workload) else load_workload(workload)
+    s = system if isinstance(system, System) else load_system(system)
+    if nodes is not None:
+        s = s.with_devices(nodes)
+    return w, s
+
+
+def _delivered_per_h100(w: Workload, batch: int, precision: str, peak_flops: float) -> float:
+    """Samples/s per H100 on ``w`` at ``batch``: an H100 cluster of about the same peak, best layout."""
+    n = max(8, int(round(peak_flops / H100_PEAK_BF16 / 8)) * 8)
+    h100 = load_system("h100-cluster-16k")
+    last_error = None
+    for _ in range(8):
+        try:
+            est = best_step(w, h100.with_devices(n), batch, precision)
+            return batch / est.step_time_s / n
+        except ValueError as e:  # does not fit or does not divide: try a neighbouring size
+            last_error = e
+            n *= 2
+    raise ValueError(f"no H100 reference for {w.name!r} at batch {batch}: {last_error}")
+
+
+def simulate(workload: str | Workload, system: str | System, *, nodes: int | None = None,
+             batch: int | None = None, precision: str = "bf16", parallel: str | dict | Layout | None = None,
+             h100_eq: str = "delivered") -> SimResult:
+    """Simulate one training step of ``workload`` on ``system``.
+
+    ``workload``: a built-in name (``opendojo.sim.list_workloads()``), ``path.py:function`` or a
+    :class:`Workload`; ``system``: a name (``opendojo.hw.list_systems()``) or a :class:`System`;
+    ``nodes``: number of devices (tiles on Dojo, GPUs) overriding the system's; ``batch``: global batch
+    in samples (default: the workload's); ``precision``: ``bf16``, ``cfloat8`` or ``fp32``;
+    ``parallel``: e.g. ``"dp=8,tp=4,pp=2"`` (missing choices are searched); ``h100_eq``: which
+    H100-equivalent definition goes in ``value`` (``peak``, ``delivered``, ``power``; all are reported).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: allowed {', '.join(PRECISIONS)}")
+    if h100_eq not in H100_EQ_DEFINITIONS:
+        raise ValueError(f"h100_eq={h100_eq!r}: allowed {', '.join(H100_EQ_DEFINITIONS)}")
+    w, s = _resolve(workload, system, nodes)
+    if s.family == "cpu" and precision != "fp32":
+        raise ValueError(f"precision={precision!r} on the host: the host model is calibrated for fp32 only")
+    if batch is None:
+        batch = _default_batch(w, s)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch={batch!r}: must be a positive integer number of samples")
+    est = best_step(w, s, batch, precision, parallel)
+    peak = s.devices * s.device.peak_flops[precision]
+    peak_bf16 = s.devices * s.device.peak_flops["bf16"]
+    power = s.devices * s.device.power_w
+    samples_s = batch / est.step_time_s
+    eq = {"peak": {"value": peak_bf16 / H100_PEAK_BF16, "definition": H100_EQ_DEFINITIONS["peak"]},
+          "power": {"value": power / H100_DGX_W_PER_GPU, "definition": H100_EQ_DEFINITIONS["power"]}}
+    try:
+        per = _delivered_per_h100(w, batch, precision if precision != "fp32" else "bf16", peak_bf16)
+        eq["delivered"] = {"value": samples_s / per, "definition": H100_EQ_DEFINITIONS["delivered"]}
+    except ValueError as e:
+        eq["delivered"] = {"value": float("nan"), "definition": f"unavailable: {e}"}
+    chosen = eq[h100_eq]
+    return SimResult(
+        workload=w.name, system=s.name, devices=s.devices, device=s.device.name, precision=precision,
+        batch=batch, layout=est.layout.describe(), step_time_s=est.step_time_s, breakdown=est.breakdown,
+        communication=est.communication, achieved_flops=est.model_flops / est.step_time_s,
+        mfu=est.model_flops / est.step_time_s / peak, hfu=est.hardware_flops / est.step_time_s / peak,
+        memory_per_device_bytes=sum(est.memory.values()),
+        memory_detail=est.memory, capacity_per_device_bytes=est.capacity_bytes, fits=est.fits, power_w=power,
+        energy_per_step_j=power * est.step_time_s, samples_per_s=samples_s, sample=w.sample,
+        h100_equivalents={"value": chosen["value"], "definition": f"{h100_eq}: {chosen['definition']}",
+                          "all": eq},
+        hypothetical=s.hypothetical, notes=list(w.notes) + est.notes)
+
+
+def memory_needed(workload: str | Workload, layout: Layout, precision: str = "bf16") -> float:
+    """Bytes per device a layout needs (weights, master, grads, optimizer, activations)."""
+    w = workload if isinstance(workload, Workload) else load_workload(workload)
+    return sum(memory_per_device(w, layout, precision).values())

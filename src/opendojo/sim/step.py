@@ -1,0 +1,162 @@
+"""The step-time model: one training step of a workload under a parallel layout on a system.
+
+Per micro-batch, one pipeline stage runs ``1/pp`` of the forward and backward ops, each split ``tp``
+ways (:func:`opendojo.sim.device_time.table_time`), plus its tensor-parallel all-reduces (Megatron:
+two per block forward, two backward, on the critical path) and its stage-boundary sends. A 1F1B
+pipeline of ``m`` micro-batches takes ``(m + pp − 1)`` micro-batch times; the ``pp − 1`` extra are the
+bubble. Then the gradient all-reduce over the data-parallel group, overlapped with the last backward
+pass (only the excess is exposed), and the optimizer step on this device's share of the parameters.
+
+On Dojo, a tile's working set (weights, gradients, optimizer state, activations in flight) lives in
+its SRAM; what does not fit spills to the tile's share of DIP HBM and is streamed once or twice per
+step (optimizer state and activations first, weights last, as they are touched most). The streaming
+overlaps with compute; only its excess is exposed. Inside a tile, layers are split over its 25 D1
+dies, which costs tensor-parallel-like all-reduces on the D1 edge links (transformers only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from opendojo.hw.system import System
+from opendojo.sim.collectives import allreduce_time, group_link, intra_tile_link, p2p_time
+from opendojo.sim.device_time import BYTE_SCALE, table_time
+from opendojo.sim.layout import Layout
+from opendojo.sim.workload import Workload
+
+#: Fraction of device memory usable by the model (CUDA context, NCCL buffers, allocator slack; the OS).
+USABLE_MEMORY = {"gpu": 0.95, "cpu": 0.9, "dojo": 1.0}
+#: Spill order on Dojo with the accesses per step each byte costs (read = 1, write = 1).
+_SPILL_ORDER = (("optimizer", 2.0), ("master", 2.0), ("activations", 2.0), ("grads", 2.0), ("weights", 3.0))
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """Everything the model says about one step; times in s, memory in B per device."""
+
+    layout: Layout
+    batch: int
+    step_time_s: float
+    breakdown: dict[str, float]
+    communication: dict[str, float]
+    memory: dict[str, float]
+    capacity_bytes: float
+    fits: bool
+    model_flops: float
+    hardware_flops: float
+    spilled_bytes: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _boundary_bytes_per_sample(w: Workload) -> float:
+    """fp32 bytes crossing a pipeline-stage boundary per sample (a block's output)."""
+    if w.tp_bytes_per_sample > 0:
+        return w.tp_bytes_per_sample / 4.0
+    return max(w.act_bytes1, 0.0) / max(w.layers, 1)
+
+
+def memory_per_device(w: Workload, layout: Layout, precision: str, microbatches: int = 1) -> dict[str, float]:
+    """Bytes per device: weights, fp32 master copy, gradients, optimizer state, activations in flight
+    (1F1B keeps ``min(pp, microbatches)`` micro-batches of activations on the first stage)."""
+    n_local = w.params / (layout.tp * layout.pp)
+    shard = layout.dp if layout.zero else 1
+    mixed = precision != "fp32"
+    m = layout.microbatch
+    scale = BYTE_SCALE[precision]
+    if layout.recompute and w.tp_bytes_per_sample > 0:
+        per_layer_full = max(w.act_bytes1, 0.0) / max(w.layers, 1) / layout.tp
+        act_mb = (_boundary_bytes_per_sample(w) * w.layers / layout.pp + per_layer_full) * m * scale
+    else:
+        act_mb = max(w.activation_bytes(m), 0.0) * scale / layout.tp / layout.pp
+    return {
+        "weights": n_local * (2.0 if mixed else 4.0),
+        "master": n_local * 4.0 / shard if mixed else 0.0,
+        "grads": n_local * (2.0 if mixed else 4.0),
+        "optimizer": n_local * (w.optimizer_bytes / max(w.params, 1)) / shard,
+        # 1F1B: the first stage holds min(pp, m) micro-batches; interleaving adds (pp-1)/(pp*vp) more.
+        "activations": act_mb * min(layout.pp, max(microbatches, 1))
+        * (1.0 + (layout.pp - 1) / (layout.pp * layout.vp) if layout.vp > 1 else 1.0),
+    }
+
+
+def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision: str) -> StepEstimate:
+    """Predict one step of ``w`` on ``s`` with ``layout`` at global ``batch`` (samples) and ``precision``."""
+    if layout.devices != s.devices:
+        raise ValueError(f"parallel layout dp*tp*pp = {layout.dp}*{layout.tp}*{layout.pp} = {layout.devices} "
+                         f"does not match the {s.devices} devices of {s.name!r}")
+    if batch % layout.dp:
+        raise ValueError(f"batch={batch} is not divisible by dp={layout.dp}")
+    per_replica = batch // layout.dp
+    u = layout.microbatch
+    if per_replica % u:
+        raise ValueError(f"batch per data-parallel replica ({per_replica}) is not divisible by "
+                         f"microbatch={u}")
+    m = per_replica // u
+    if layout.vp > 1 and (m % layout.pp or layout.pp * layout.vp > w.layers):
+        raise ValueError(f"vp={layout.vp} needs the micro-batch count ({m}) to be a multiple of "
+                         f"pp={layout.pp} and pp*vp <= {w.layers} blocks")
+    ops = w.at(u)
+    phase = ops["phase"]
+    fam = s.family
+    fwd = table_time(ops, s.device, precision, fam, split=layout.tp, mask=phase == 0).scaled(1 / layout.pp)
+    bwd = table_time(ops, s.device, precision, fam, split=layout.tp, mask=phase == 1).scaled(1 / layout.pp)
+    if layout.recompute:
+        bwd = bwd + fwd
+    shard = layout.tp * layout.pp * (layout.dp if layout.zero else 1)
+    opt = table_time(ops, s.device, precision, fam, split=shard, mask=phase == 2)
+    scale = BYTE_SCALE[precision]
+    layers_here = w.layers / layout.pp
+    # Tensor-parallel all-reduces: 4 per block (2 forward, 2 backward), each of [tokens, d_model].
+    ar_bytes = w.tp_bytes_per_sample / 4.0 * u * scale
+    n_ar = 4.0 + (2.0 if layout.recompute else 0.0)
+    t_tp = layers_here * n_ar * allreduce_time(ar_bytes, layout.tp, group_link(s, layout.tp, 1))
+    t_intra = 0.0
+    notes: list[str] = []
+    if fam == "dojo" and s.device.intra_ways > 1:
+        if w.tp_bytes_per_sample > 0:
+            t_intra = layers_here * n_ar * allreduce_time(ar_bytes / layout.tp, s.device.intra_ways,
+                                                          intra_tile_link(s))
+        else:
+            notes.append("intra-tile traffic between D1 dies is not modelled for non-transformer workloads")
+    t_p2p = 0.0
+    if layout.pp > 1:
+        edge = _boundary_bytes_per_sample(w) * u * scale / layout.tp
+        t_p2p = 2.0 * layout.vp * p2p_time(edge, group_link(s, layout.pp, layout.tp * layout.dp))
+    per_mb = fwd.total + bwd.total + t_tp + t_intra + t_p2p
+    bubble = (layout.pp - 1) / layout.vp * per_mb
+    grad_bytes = w.params / (layout.tp * layout.pp) * (2.0 if precision != "fp32" else 4.0)
+    t_dp = allreduce_time(grad_bytes, layout.dp, group_link(s, layout.dp, layout.tp))
+    hidden_dp = min(t_dp, bwd.total) if fam != "cpu" else 0.0
+    memory = memory_per_device(w, layout, precision, m)
+    used = sum(memory.values())
+    capacity = s.device.mem_bytes * USABLE_MEMORY[fam] + s.device.spill_bytes
+    spilled, t_spill = 0.0, 0.0
+    if fam == "dojo" and used > s.device.mem_bytes:
+        spilled = used - s.device.mem_bytes
+        left, traffic = spilled, 0.0
+        for name, accesses in _SPILL_ORDER:
+            take = min(left, memory[name])
+            traffic += take * accesses
+            left -= take
+        t_spill = traffic / (s.device.spill_bw * s.device.eff_mem_bw) if s.device.spill_bw else float("inf")
+    compute = m * (fwd.compute + bwd.compute) + opt.compute
+    exposed_spill = max(0.0, t_spill - compute)
+    breakdown = {
+        "compute": compute,
+        "memory": m * (fwd.memory + bwd.memory) + opt.memory + exposed_spill,
+        "overhead": m * (fwd.overhead + bwd.overhead) + opt.overhead,
+        "exposed_communication": m * (t_tp + t_intra + t_p2p) + (t_dp - hidden_dp),
+        "bubble": bubble,
+    }
+    step = float(sum(breakdown.values()))
+    comm_total = m * (t_tp + t_intra + t_p2p) + t_dp
+    communication = {"total": comm_total, "hidden": hidden_dp, "data_parallel": t_dp,
+                     "tensor_parallel": m * t_tp, "intra_tile": m * t_intra, "pipeline_p2p": m * t_p2p,
+                     "spill_streaming": t_spill}
+    fb = (phase == 0) | (phase == 1)
+    model_flops = float(np.sum(ops["count"][fb] * ops["flops"][fb])) * layout.dp * m
+    hw_flops = model_flops * (4.0 / 3.0 if layout.recompute else 1.0)
+    return StepEstimate(layout, batch, step, breakdown, communication, memory, capacity, used <= capacity,
+                        model_flops, hw_flops, spilled, notes)

@@ -1,0 +1,294 @@
+"""Workload capture: an ``nn.Module`` + example inputs → the op table of one training step.
+
+One step is forward, backward and an AdamW step, run on the **meta device** under a
+``TorchDispatchMode`` that records every aten op (kind, FLOPs, bytes, matmul shape; see
+:mod:`opendojo.sim.ops`). Meta tensors have shapes but no storage, so a 175B model costs no memory.
+
+Two tricks keep big models cheap and let one capture serve any batch and depth:
+
+* **batch**: the step is captured at batch 2 and 4; every per-op number (FLOPs, bytes, matmul ``m``) is
+  linear in the batch, so ``value(B) = v0 + v1 · B`` with ``v1 = (rec(4) − rec(2)) / 2``.
+* **depth** (transformer stacks): the model is captured with 1 and 2 blocks; a model of ``L`` identical
+  blocks is ``(2 − L) × capture(1) + (L − 1) × capture(2)`` (op counts may be negative; per-op costs
+  depend only on op shapes, so the block ops of both captures cancel exactly and ``L − 1`` extra blocks
+  remain). This is exact when the blocks are identical, which they are in the reference GPTs.
+
+The op table is a dict of numpy columns, each ``[n_ops]``: ``kind``, ``phase`` (0 forward, 1 backward,
+2 optimizer), ``count``, and ``<x>0``/``<x>1`` for ``x`` in flops (FLOP), bytes (B), out_bytes (B of fresh
+allocations), rng (random elements), b/m/n/k (matmul batch and shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from opendojo.sim.ops import op_cost
+
+#: Batch sizes of the two captures (batch 1 is avoided: size-1 dims take other code paths).
+_CAPTURE_BATCHES = (2, 4)
+_LINEAR = ("flops", "bytes", "out_bytes", "rng", "b", "m", "n", "k")
+PHASES = ("forward", "backward", "optimizer")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One training step of a model, as an op table plus memory sizes (fp32 bytes as captured).
+
+    ``act_bytes0 + act_bytes1 · B`` is what the forward pass saves for backward at batch ``B``;
+    ``layers`` is the number of repeated blocks (pipeline stages cannot outnumber it);
+    ``tp_bytes_per_sample`` is the tensor-parallel all-reduce payload per sample per layer (fp32), 0 when
+    the model is not a transformer stack (tensor parallelism is then not offered).
+    """
+
+    name: str
+    ops: dict[str, np.ndarray]
+    op_names: tuple[str, ...]
+    params: int
+    param_bytes: float
+    grad_bytes: float
+    optimizer_bytes: float
+    act_bytes0: float
+    act_bytes1: float
+    layers: int = 1
+    tp_bytes_per_sample: float = 0.0
+    sample: str = "sample"
+    default_batch_per_device: int = 32
+    default_global_batch: int | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def at(self, batch: float) -> dict[str, np.ndarray]:
+        """Per-op values at batch ``batch`` (samples per device per micro-batch): ``{x: [n_ops]}``."""
+        out = {x: self.ops[f"{x}0"] + self.ops[f"{x}1"] * batch for x in _LINEAR}
+        out.update(kind=self.ops["kind"], phase=self.ops["phase"], count=self.ops["count"])
+        return out
+
+    def flops(self, batch: float) -> float:
+        """FLOPs of one whole training step (forward + backward + optimizer) at ``batch``."""
+        return float(np.sum(self.ops["count"] * (self.ops["flops0"] + self.ops["flops1"] * batch)))
+
+    def activation_bytes(self, batch: float) -> float:
+        """Bytes saved by the forward pass for the backward pass at ``batch`` (fp32)."""
+        return self.act_bytes0 + self.act_bytes1 * batch
+
+
+class _FlashAttentionOnMeta(TorchFunctionMode):
+    """Route ``F.scaled_dot_product_attention`` to the fused CPU flash kernel, as eager CPU does.
+
+    On the meta device PyTorch would otherwise decompose attention into matmul + softmax + matmul and
+    save the ``[s, s]`` score matrix — memory no fused kernel (CPU flash, GPU flash) keeps.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention and kwargs.get("attn_mask") is None and len(args) <= 3:
+            q, k, v = args
+            if q.device.type == "meta" and not kwargs.get("dropout_p"):
+                return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                    q, k, v, 0.0, bool(kwargs.get("is_causal", False)), scale=kwargs.get("scale"))[0]
+        return func(*args, **kwargs)
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.phase = 0
+        self.records: list[dict] = []
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        rec = op_cost(func, args, kwargs, out)
+        rec["phase"] = self.phase
+        self.records.append(rec)
+        self.names.append(func.overloadpacket.__name__)
+        return out
+
+
+def _scalar_loss(out: object) -> torch.Tensor:
+    tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not tensors:
+        raise ValueError("the model's output holds no floating-point tensor to take a loss of")
+    loss = tensors[0].float().mean()
+    for t in tensors[1:]:
+        loss = loss + t.float().mean()
+    return loss
+
+
+def _to_meta(obj: object) -> object:
+    if isinstance(obj, torch.Tensor):
+        return torch.empty_like(obj, device="meta") if obj.device.type != "meta" else obj
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to_meta(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to_meta(v) for k, v in obj.items()}
+    return obj
+
+
+def _as_args(inputs: object) -> tuple:
+    return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+
+
+def _step_records(model: nn.Module, inputs: object) -> tuple[list[dict], list[str], float]:
+    """Record forward + backward; return (records, op names, bytes saved for backward)."""
+    model = model.to("meta") if any(p.device.type != "meta" for p in model.parameters()) else model
+    args = _as_args(_to_meta(inputs))
+    param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        if st._cdata not in param_storages:
+            saved[st._cdata] = st.nbytes()
+        return t
+
+    rec = _Recorder()
+    with _FlashAttentionOnMeta(), rec:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = _scalar_loss(model(*args))
+        rec.phase = 1
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return rec.records, rec.names, float(sum(saved.values()))
+
+
+@cache
+def _adamw_template() -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+    """The ops torch's (non-foreach, CPU-default) AdamW issues per parameter tensor, as linear functions of
+    its element count: captured on one meta tensor of 1024 and of 4096 elements."""
+    tables, names = [], None
+    for numel in (1024, 4096):
+        p = nn.Parameter(torch.empty(numel, device="meta"))
+        p.grad = torch.empty(numel, device="meta")
+        opt = torch.optim.AdamW([p], lr=1e-4, foreach=False)
+        opt.step()  # creates the state; steady state is the second step
+        rec = _Recorder()
+        rec.phase = 2
+        with rec:
+            opt.step()
+        tables.append(_table(rec.records, 1.0))
+        names = tuple(rec.names)
+    t1, t2 = tables
+    out = {"kind": t1["kind"], "phase": t1["phase"]}
+    for x in _LINEAR:
+        out[f"{x}1"] = (t2[x] - t1[x]) / 3072.0
+        out[f"{x}0"] = t1[x] - out[f"{x}1"] * 1024.0
+    return names, out
+
+
+def _optimizer_table(model: nn.Module) -> tuple[tuple[str, ...], dict[str, np.ndarray], float]:
+    """AdamW over all parameter tensors, aggregated per template op (costs are linear in the elements):
+    ``count`` = number of tensors, per-op values = the mean over tensors. Independent of the batch."""
+    ps = list({p.untyped_storage()._cdata: p for p in model.parameters() if p.requires_grad}.values())
+    n, numel = len(ps), float(sum(p.numel() for p in ps))
+    names, t = _adamw_template()
+    table = {"kind": t["kind"], "phase": t["phase"], "count": np.full(len(names), float(n))}
+    for x in _LINEAR:
+        table[f"{x}0"] = t[f"{x}0"] + t[f"{x}1"] * (numel / max(n, 1))
+        table[f"{x}1"] = np.zeros(len(names))
+    state_bytes = 2.0 * sum(p.numel() * p.element_size() for p in ps)  # exp_avg and exp_avg_sq
+    return names, table, state_bytes
+
+
+def _table(records: list[dict], count: float) -> dict[str, np.ndarray]:
+    cols = {x: np.array([r[x] for r in records], dtype=np.float64) for x in _LINEAR}
+    return {"kind": np.array([r["kind"] for r in records], dtype=np.int64),
+            "phase": np.array([r["phase"] for r in records], dtype=np.int64),
+            "count": np.full(len(records), float(count)), **cols}
+
+
+def _linear_in_batch(rec1: list[dict], rec2: list[dict]) -> dict[str, np.ndarray]:
+    t1, t2 = _table(rec1, 1.0), _table(rec2, 1.0)
+    out = {"kind": t1["kind"], "phase": t1["phase"], "count": t1["count"]}
+    lo, hi = _CAPTURE_BATCHES
+    for x in _LINEAR:
+        out[f"{x}1"] = (t2[x] - t1[x]) / (hi - lo)
+        out[f"{x}0"] = t1[x] - out[f"{x}1"] * lo
+    return out
+
+
+def _concat(tables: list[tuple[dict[str, np.ndarray], float]]) -> dict[str, np.ndarray]:
+    keys = tables[0][0].keys()
+    out = {k: np.concatenate([t[k] for t, _ in tables]) for k in keys}
+    out["count"] = np.concatenate([t["count"] * c for t, c in tables])
+    return out
+
+
+def _params(model: nn.Module) -> tuple[int, float]:
+    ps = {p.untyped_storage()._cdata: p for p in model.parameters()}
+    return sum(p.numel() for p in ps.values()), float(sum(p.numel() * p.element_size() for p in ps.values()))
+
+
+def capture_scalable(name: str, build: Callable[[int, int], tuple[nn.Module, object]], *, layers: int = 1,
+                     depth_scaled: bool = False, **meta) -> Workload:
+    """Capture ``build(batch, depth) -> (module on meta, inputs)`` at batch 1 and 2 (and depth 1 and 2
+    when ``depth_scaled``) and combine into a :class:`Workload` valid for any batch and ``layers`` blocks.
+    """
+    depths = (1, 2) if depth_scaled and layers > 1 else (None,)
+    parts, names = [], []
+    sizes = {}
+    for depth in depths:
+        caps = []
+        for batch in _CAPTURE_BATCHES:
+            model, inputs = build(batch, depth if depth is not None else layers)
+            recs, nm, act = _step_records(model, inputs)
+            caps.append((recs, nm, act, _params(model)))
+        (r1, n1, a1, p1), (r2, n2, a2, _) = caps
+        onames, otable, o1 = _optimizer_table(model)
+        if n1 != n2:
+            raise ValueError(f"workload {name!r}: the op sequence changes with the batch size; capture "
+                             f"it at a fixed batch with capture_module() instead")
+        parts.append(_concat([(_linear_in_batch(r1, r2), 1.0), (otable, 1.0)]))
+        names.append(n1 + list(onames))
+        lo, hi = _CAPTURE_BATCHES
+        act1 = (a2 - a1) / (hi - lo)
+        sizes[depth] = (p1[0], p1[1], o1, a1 - act1 * lo, act1)
+    if len(depths) == 1:
+        table, op_names = parts[0], tuple(names[0])
+        params, pbytes, obytes, act0, act1 = sizes[depths[0]]
+    else:
+        w1, w2 = 2.0 - layers, layers - 1.0
+        table = _concat([(parts[0], w1), (parts[1], w2)])
+        op_names = tuple(names[0]) + tuple(names[1])
+        params, pbytes, obytes, act0, act1 = (w1 * a + w2 * b
+                                              for a, b in zip(sizes[1], sizes[2], strict=True))
+    return Workload(name, table, op_names, int(round(params)), pbytes, pbytes, obytes, act0, act1,
+                    layers=layers, **meta)
+
+
+def capture_module(model: nn.Module, inputs: object, *, name: str = "custom", batch: int | None = None,
+                   **meta) -> Workload:
+    """Capture any module at the batch of its example ``inputs`` (first dimension of the first tensor).
+
+    Forward/backward costs are taken as proportional to the batch (``v1 = v / B``), the optimizer's as
+    independent of it; exact at the captured batch. The module is moved to the meta device.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    first = next((t for t in tree_flatten(inputs)[0] if isinstance(t, torch.Tensor)), None)
+    if first is None:
+        raise ValueError("example inputs hold no tensor; pass the tensors the model's forward takes")
+    batch = batch or (int(first.shape[0]) if first.dim() else 1)
+    recs, names, act = _step_records(model, inputs)
+    t = _table(recs, 1.0)
+    table = {"kind": t["kind"], "phase": t["phase"], "count": t["count"]}
+    for x in _LINEAR:
+        table[f"{x}0"], table[f"{x}1"] = np.zeros_like(t[x]), t[x] / batch
+    table["b0"], table["b1"] = t["b"], np.zeros_like(t["b"])  # matmul batch dims kept; m carries the batch
+    onames, otable, opt = _optimizer_table(model)
+    table = _concat([(table, 1.0), (otable, 1.0)])
+    names = list(names) + list(onames)
+    params, pbytes = _params(model)
+    leaves = sum(1 for m in model.modules() if not list(m.children()) and any(True for _ in m.parameters()))
+    meta.setdefault("layers", max(1, leaves))
+    return Workload(name, table, tuple(names), params, pbytes, pbytes, opt, 0.0, act / batch, **meta)
