@@ -1,0 +1,135 @@
+"""Per-tensor-class bias state: the policy's memory (amax history, current bias, flag counts) as buffers.
+
+Everything a bias policy remembers lives in registered buffers, so it travels with ``state_dict``,
+safetensors checkpoints and DDP buffer broadcasts, and a resumed run makes exactly the same choices.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from opendojo import numerics
+from opendojo.nn.recipe import TensorPolicy
+
+#: The numerics flags, counted per element.
+FLAG_NAMES = ("overflow", "underflow", "invalid", "denormal")
+#: Everything a bias_report counts: the flags, plus ±Inf inputs (the numerics flags leave Inf out:
+#: it saturates to ±max by rule, but a trainer needs to see it).
+COUNT_NAMES = (*FLAG_NAMES, "infinite")
+
+
+def _finite_amax(x: torch.Tensor) -> tuple[float, int]:
+    """(largest finite |x|, number of ±Inf elements); (0.0, 0) for an empty tensor.
+
+    Inf/NaN are left out of the bias choice on purpose: one Inf would otherwise drag the bias to 0 and
+    flush the rest of the tensor; instead it saturates to ±max and shows up in the counts.
+    """
+    if x.numel() == 0:
+        return 0.0, 0
+    x = x.detach()
+    lo, hi = torch.aminmax(x)  # one pass, no |x| temporary: several times cheaper than x.abs().amax()
+    a = torch.maximum(-lo, hi)
+    if torch.isfinite(a):
+        return float(a), 0
+    finite = torch.isfinite(x)
+    a = torch.where(finite, x.abs(), torch.zeros((), dtype=x.dtype, device=x.device)).amax()
+    return float(a), int(torch.isinf(x).sum())
+
+
+class RoundingCall(NamedTuple):
+    """What one rounding call may do: its stochastic-rounding ``seed``; ``update``: record amax, bias
+    (training); ``count_flags``: collect the numerics flags into the counts (costly: see docs/nn.md)."""
+
+    seed: int
+    update: bool
+    count_flags: bool
+
+
+class OptionalStateModule(nn.Module):
+    """A module whose buffers may be absent from a checkpoint: one saved before conversion has no CFloat
+    state, and loading it keeps the fresh state instead of reporting missing keys (``strict=True`` works)."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if any(key.startswith(prefix) for key in state_dict):
+            super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class TensorBias(OptionalStateModule):
+    """Rounds one tensor class of a layer to its CFloat format and keeps its bias-policy state.
+
+    Buffers (all scalars are 0-d): ``bias`` (int64, the last bias used; −1 before first use),
+    ``amax_history`` (float32 ``[policy.history]``, newest first, amax of the tensor per training call),
+    and the int64 event counts ``overflow``, ``underflow``, ``invalid``, ``denormal`` (elements, cumulative
+    over the steps whose flags were counted, from the numerics flags) and ``infinite`` (±Inf inputs, which
+    saturate silently; every training step).
+    """
+
+    def __init__(self, policy: TensorPolicy, device: torch.device | None = None):
+        super().__init__()
+        self.policy = policy
+        self.format = None if policy.is_identity else numerics.get_format(policy.format)
+        self.register_buffer("bias", torch.full((), -1, dtype=torch.int64, device=device))
+        self.register_buffer("amax_history", torch.zeros(policy.history, dtype=torch.float32, device=device))
+        for name in COUNT_NAMES:
+            self.register_buffer(name, torch.zeros((), dtype=torch.int64, device=device))
+
+    def extra_repr(self) -> str:
+        p = self.policy
+        return f"{p.format}, rounding={p.rounding}, bias={p.bias}"
+
+    def choose(self, amax: float, update: bool) -> int:
+        """The bias for a tensor whose finite amax is ``amax``; records ``amax`` when ``update``."""
+        p = self.policy
+        if p.bias == "fixed":
+            bias = p.fixed_bias
+        elif p.bias == "dynamic":
+            bias = numerics.choose_bias(amax, self.format, margin=p.margin)
+        else:  # delayed: the window's amax, from steps before this one; the first call has no history yet
+            window = float(self.amax_history.max())
+            bias = numerics.choose_bias(window if window > 0 else amax, self.format, margin=p.margin)
+        if update:
+            self.amax_history.copy_(torch.roll(self.amax_history, 1))
+            self.amax_history[0] = amax
+            self.bias.fill_(bias)
+        return int(bias)
+
+    # The rounding runs eagerly under torch.compile: it reads tensors through raw pointers (the numerics
+    # C kernel) and makes host-side bias decisions, neither of which a graph can hold.
+    @torch.compiler.disable
+    def forward(self, x: torch.Tensor, call: RoundingCall, avoid_top_code: bool = False) -> torch.Tensor:
+        """``x`` rounded to the policy's format (values only, no autograd), same shape/dtype/device.
+
+        Args:
+            x: any float tensor.
+            call: seed and what to record (see :class:`RoundingCall`).
+            avoid_top_code: saturate at the second-largest magnitude instead of the largest, so that
+                CFloat8_1_4_3 values fit ``float8_e4m3fn`` (the FP8 tensor-core path; see docs/nn.md).
+        """
+        if self.format is None:
+            return x
+        amax, n_inf = _finite_amax(x)
+        bias = self.choose(amax, call.update)
+        self.last_bias = bias  # scratch for the FP8 path, not state
+        flags = numerics.Flags() if call.count_flags else None
+        y = numerics.fake_quantize(
+            x, self.format, bias, rounding=self.policy.rounding,
+            seed=call.seed if self.policy.rounding == "stochastic" else None, flags=flags,
+        )
+        if avoid_top_code:
+            limit = _second_largest(self.format, bias)
+            y = y.clamp(-limit, limit)
+        if flags is not None:
+            for name in FLAG_NAMES:
+                getattr(self, name).add_(int(getattr(flags, name)))
+        if call.update:
+            self.infinite.add_(n_inf)  # cheap (known from the amax pass), so counted on every step
+        return y
+
+
+def _second_largest(fmt: object, bias: int) -> float:
+    """The largest magnitude but one of ``fmt`` at ``bias``: decode of the code just below the top."""
+    top = numerics.encode(torch.tensor([float("inf")]), fmt, bias)
+    return float(numerics.decode(top - 1, fmt, bias)[0])

@@ -1,0 +1,162 @@
+"""Recipes: which CFloat format, rounding and bias policy each tensor class of a layer uses.
+
+A :class:`Recipe` is data, like a float format: frozen, comparable, printable. It names one
+:class:`TensorPolicy` per tensor class of a converted layer:
+
+- ``activation``: the layer's input, rounded before the matmul/conv;
+- ``weight``: the weight operand, rounded before the matmul/conv;
+- ``gradient``: the gradient arriving at the layer output (the operand of both backward products) and
+  the gradient the layer sends to its input (rounded after the FP32 product);
+- ``weight_storage`` (optional): the format the weight itself is *kept* in between optimizer steps.
+  ``None`` means an FP32 master copy (the usual mixed-precision set-up); a policy means the weight is
+  rounded into that format after every optimizer step (``requantize_weights_``), with no FP32 copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Format names a policy accepts: CFloat formats (``numerics.get_format`` names) and ``fp32`` (no rounding).
+FORMAT_NAMES = ("cfloat8_1_4_3", "cfloat8_1_5_2", "cfloat16_shp", "cfloat16_uhp", "fp32")
+ROUNDINGS = ("nearest", "stochastic", "toward_zero")
+BIAS_POLICIES = ("dynamic", "delayed", "fixed")
+FP8_MATMUL_MODES = ("auto", "always", "never")
+_BIAS_RANGE = range(0, 64)  # CFloat biases are unsigned 6-bit (specs/cfloat.md)
+
+
+def _check_choice(argument: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{argument}={value!r} is not known; choose one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class TensorPolicy:
+    """How one tensor class is rounded.
+
+    Args:
+        format: one of :data:`FORMAT_NAMES` (``"fp32"`` leaves the tensor untouched).
+        rounding: ``"nearest"`` (ties to even), ``"stochastic"`` or ``"toward_zero"``.
+        bias: bias policy. ``"dynamic"``: every call, the largest bias whose max covers the tensor's
+            amax (``numerics.choose_bias``). ``"delayed"``: the bias covering the largest amax of the last
+            ``history`` training steps (FP8 delayed scaling); it therefore changes only when that window
+            max crosses a binade, and a tensor larger than the window saw saturates (counted as
+            overflow). ``"fixed"``: always ``fixed_bias``.
+        fixed_bias: the bias for ``bias="fixed"`` (0..63); must be ``None`` otherwise.
+        history: amax window length in steps for ``"delayed"`` (≥ 1).
+        margin: extra headroom in binades: the chosen bias is lowered by ``margin`` (0 = tightest).
+    """
+
+    format: str
+    rounding: str = "nearest"
+    bias: str = "dynamic"
+    fixed_bias: int | None = None
+    history: int = 16
+    margin: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("format", self.format, FORMAT_NAMES)
+        _check_choice("rounding", self.rounding, ROUNDINGS)
+        _check_choice("bias", self.bias, BIAS_POLICIES)
+        if self.bias == "fixed":
+            if not isinstance(self.fixed_bias, int) or self.fixed_bias not in _BIAS_RANGE:
+                raise ValueError(
+                    f"fixed_bias={self.fixed_bias!r} is not allowed; bias='fixed' needs an int 0..63"
+                )
+        elif self.fixed_bias is not None:
+            raise ValueError(
+                f"fixed_bias={self.fixed_bias!r} is only allowed with bias='fixed', not bias={self.bias!r}"
+            )
+        if not isinstance(self.history, int) or self.history < 1:
+            raise ValueError(f"history={self.history!r} is not allowed; it must be an int >= 1")
+        if not isinstance(self.margin, int) or self.margin < 0:
+            raise ValueError(f"margin={self.margin!r} is not allowed; it must be an int >= 0")
+
+    @property
+    def is_identity(self) -> bool:
+        """True when this policy leaves values untouched (FP32)."""
+        return self.format == "fp32"
+
+
+_FP32 = TensorPolicy("fp32")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Formats, rounding and bias policies for every tensor class of a converted layer.
+
+    Use the presets :meth:`dojo`, :meth:`dojo_lean`, :meth:`fp32`, and ``dataclasses.replace`` for
+    variants, e.g. ``replace(Recipe.dojo(), gradient=TensorPolicy("cfloat8_1_5_2", "nearest"))``.
+
+    Args:
+        name: a label for logs and plots.
+        activation, weight, gradient: the policies of the layer input, weight and gradients.
+        weight_storage: ``None`` = FP32 master weights; a policy = weights kept in that format.
+        fp8_matmul: ``"auto"`` uses ``torch._scaled_mm`` for Linear layers on CUDA devices with FP8 tensor
+            cores (compute capability >= 8.9) when both operands are CFloat8_1_4_3; ``"always"`` uses it on
+            any device that supports the op (tests); ``"never"`` always emulates.
+        flags_every: count the numerics flags (overflow/underflow/invalid/denormal, per tensor class, into
+            buffers) on every ``flags_every``-th training step of a layer, starting with its first; 0 never.
+            Counting takes the numerics library's slow flag-collecting path (about 100-250x the cost of
+            the plain rounding kernel, measured 2026-11-29), so the presets sample every 50th step.
+        seed: base of the stochastic-rounding seeds (mixed with the layer name and its step counter).
+    """
+
+    name: str = "custom"
+    activation: TensorPolicy = field(default_factory=lambda: _FP32)
+    weight: TensorPolicy = field(default_factory=lambda: _FP32)
+    gradient: TensorPolicy = field(default_factory=lambda: _FP32)
+    weight_storage: TensorPolicy | None = None
+    fp8_matmul: str = "auto"
+    flags_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for argument in ("activation", "weight", "gradient"):
+            value = getattr(self, argument)
+            if not isinstance(value, TensorPolicy):
+                raise TypeError(f"{argument}={value!r} is not allowed; it must be a TensorPolicy")
+        if self.weight_storage is not None and not isinstance(self.weight_storage, TensorPolicy):
+            raise TypeError(
+                f"weight_storage={self.weight_storage!r} is not allowed; use a TensorPolicy or None"
+            )
+        _check_choice("fp8_matmul", self.fp8_matmul, FP8_MATMUL_MODES)
+        if not isinstance(self.flags_every, int) or self.flags_every < 0:
+            raise ValueError(f"flags_every={self.flags_every!r} is not allowed; it must be an int >= 0")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed={self.seed!r} is not allowed; it must be an int >= 0")
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the recipe rounds nothing (a converted layer then computes exactly like FP32)."""
+        policies = (self.activation, self.weight, self.gradient, self.weight_storage or _FP32)
+        return all(p.is_identity for p in policies)
+
+    @classmethod
+    def dojo(cls) -> Recipe:
+        """Dojo's training recipe: weights and activations CFloat8_1_4_3 (round to nearest), gradients
+        CFloat8_1_5_2 with stochastic rounding, dynamic per-tensor biases, FP32 master weights."""
+        return cls(
+            name="dojo",
+            activation=TensorPolicy("cfloat8_1_4_3", "nearest", "dynamic"),
+            weight=TensorPolicy("cfloat8_1_4_3", "nearest", "dynamic"),
+            gradient=TensorPolicy("cfloat8_1_5_2", "stochastic", "dynamic"),
+        )
+
+    @classmethod
+    def dojo_lean(cls) -> Recipe:
+        """:meth:`dojo` without an FP32 master copy: weights are stored as CFloat16 SHP and every
+        optimizer update is rounded into it stochastically (call ``requantize_weights_`` after
+        ``optimizer.step()``)."""
+        base = cls.dojo()
+        return cls(
+            name="dojo_lean",
+            activation=base.activation,
+            weight=base.weight,
+            gradient=base.gradient,
+            weight_storage=TensorPolicy("cfloat16_shp", "stochastic", "dynamic"),
+        )
+
+    @classmethod
+    def fp32(cls) -> Recipe:
+        """The control: nothing is rounded; converted layers compute exactly like the originals."""
+        return cls(name="fp32")

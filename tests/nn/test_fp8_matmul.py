@@ -1,0 +1,91 @@
+"""The FP8 tensor-core path (torch._scaled_mm) against the emulated path.
+
+PyTorch's CPU build also implements ``_scaled_mm``, so the path is held to the emulated one here on
+every machine (forced with ``fp8_matmul="always"``); the CUDA test runs only on FP8-capable GPUs.
+"""
+
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from opendojo import numerics
+from opendojo.nn import Recipe, convert
+from opendojo.nn.fp8_matmul import fp8_hardware_available
+
+F143 = numerics.CFLOAT8_1_4_3
+NEAREST_GRADS = replace(Recipe.dojo(), gradient=replace(Recipe.dojo().gradient, rounding="nearest"))
+
+
+def _pair(device: str, in_f: int = 32, out_f: int = 48):
+    torch.manual_seed(0)
+    fp8 = convert(nn.Linear(in_f, out_f), replace(NEAREST_GRADS, fp8_matmul="always"), lambda n, m: True)
+    emu = convert(nn.Linear(in_f, out_f), replace(NEAREST_GRADS, fp8_matmul="never"), lambda n, m: True)
+    emu.load_state_dict(fp8.state_dict())
+    return fp8.to(device), emu.to(device)
+
+
+def _off_top_code(x: torch.Tensor) -> torch.Tensor:
+    """The emulated rounding of the FP8 mode: dynamic bias, then saturate one code below ±480·2^(7−B)."""
+    bias = numerics.choose_bias(x.abs().max(), F143)
+    limit = F143.max(bias) * (448 / 480)
+    return numerics.fake_quantize(x, F143, bias).clamp(-limit, limit)
+
+
+def _grads(layer, x, g):
+    x = x.clone().requires_grad_()
+    y = layer(x)
+    y.backward(g)
+    return y.detach(), x.grad, layer.weight.grad, layer.bias.grad
+
+
+def test_cpu_fallback_is_automatic():
+    layer = convert(nn.Linear(32, 32), Recipe.dojo(), lambda n, m: True)
+    assert not layer._use_fp8(torch.zeros(1, 32))  # CPU: "auto" emulates
+    forced = convert(nn.Linear(30, 32), replace(Recipe.dojo(), fp8_matmul="always"), lambda n, m: True)
+    assert not forced._use_fp8(torch.zeros(1, 30))  # K not a multiple of 16: emulated
+
+
+def test_scaled_mm_path_equals_emulated_path_on_exactly_summable_data():
+    fp8, emu = _pair("cpu")
+    assert fp8._use_fp8(torch.zeros(1, 32))
+    # multiples of 1/8 below 8: every operand, product and partial sum is exact in FP32
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(-64, 64, (8, 32), generator=gen).float() / 8
+    with torch.no_grad():
+        fp8.weight.copy_(torch.randint(-64, 64, (48, 32), generator=gen).float() / 8)
+        emu.weight.copy_(fp8.weight)
+    g = torch.randint(-8, 8, (8, 48), generator=gen).float()
+    got, want = _grads(fp8, x, g), _grads(emu, x, g)
+    for name, a, b in zip(("y", "grad_x", "grad_w", "grad_b"), got, want, strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_scaled_mm_path_equals_fake_quantized_reference_off_the_top_code():
+    fp8, _ = _pair("cpu")
+    x = torch.randn(8, 32) * 5
+    x[0, 0] = F143.max(numerics.choose_bias(x.abs().max(), F143))  # exactly the top code, 480·2^(7−B)
+    want = F.linear(_off_top_code(x), _off_top_code(fp8.weight.detach()), fp8.bias.detach())
+    got = fp8(x).detach()
+    torch.testing.assert_close(got, want, rtol=2e-6, atol=1e-6)
+    emulated = replace(NEAREST_GRADS, fp8_matmul="never")
+    top = convert(nn.Linear(32, 48), emulated, lambda n, m: True)
+    top.load_state_dict(fp8.state_dict())
+    assert not torch.allclose(top(x).detach()[0], got[0], rtol=1e-3)  # the stated difference is real
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() and fp8_hardware_available(torch.device("cuda"))),
+    reason="needs a CUDA GPU with FP8 tensor cores (compute capability >= 8.9)",
+)
+def test_cuda_fp8_tensor_cores_match_emulation():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    fp8, emu = _pair("cuda", 256, 128)
+    auto = convert(nn.Linear(256, 128), NEAREST_GRADS, lambda n, m: True).cuda()
+    x = torch.randn(64, 256, device="cuda")
+    assert auto._use_fp8(x) and not emu._use_fp8(x)
+    want = F.linear(_off_top_code(x), _off_top_code(fp8.weight.detach()), fp8.bias.detach())
+    torch.testing.assert_close(fp8(x).detach(), want, rtol=2e-6, atol=1e-6)
