@@ -321,8 +321,9 @@ class FSDNet(nn.Module):
         straight = torch.stack([speed[..., None] * times, torch.zeros_like(speed[..., None] * times)], dim=-1)
         return {
             "trajectory": straight + out[..., : 2 * k].reshape(b, t, k, 2),
-            "speed": speed,
-            "steering": out[..., 2 * k + 1],
+            # clone: slices are views, and FSDP2's backward hooks must not sit on a view
+            "speed": speed.clone(),
+            "steering": out[..., 2 * k + 1].clone(),
         }
 
     def _occupancy(self, cells: torch.Tensor) -> torch.Tensor:

@@ -143,9 +143,9 @@ def save_checkpoint(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
+    for stale in root.glob(".tmp-step_*"):  # left by a writer killed mid-write: never a checkpoint
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     tmp.mkdir()
     tensors, optim_meta = _flatten_optimizer(optimizer_state)
     for rank, states in enumerate(rng_states):
