@@ -13,7 +13,7 @@ from opendojo.numerics import reference as ref
 from opendojo.numerics._torch_codec import encode_flat
 from opendojo.numerics.stochastic import random_bits, random_bits_torch
 
-from .conftest import BACKENDS, encode_with
+from .conftest import BACKENDS, encode_with, flags_with
 
 FMTS = list(FORMATS.values())
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -72,15 +72,18 @@ def test_exact_ties_and_their_float32_neighbours_match_reference(fmt, bias, data
 
 
 @SETTINGS
-@given(bits=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=40), fmt=formats, bias=biases,
-       rounding=roundings, seed=seeds)
-def test_flag_counts_equal_the_reference_per_element_flags(bits, fmt, bias, rounding, seed):
-    x = np.array(bits, dtype=np.uint32).view(np.float32)
+@given(bits=st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=40), fmt=formats, bias=biases,
+       rounding=roundings, seed=seeds, wide=st.booleans())
+def test_flag_counts_equal_the_reference_per_element_flags(bits, fmt, bias, rounding, seed, wide):
+    x = np.array(bits, dtype=np.uint64)
+    x = x.view(np.float64) if wide else (x >> 32).astype(np.uint32).view(np.float32)
     want = dict.fromkeys(("invalid", "denormal", "overflow", "underflow"), 0)
     for i, v in enumerate(x.tolist()):
         r = random_bits(seed, i) if rounding == "stochastic" else None
-        for name in ref.encode(v, fmt, bias, rounding, r, "float32")[1]:
+        for name in ref.encode(v, fmt, bias, rounding, r, str(x.dtype))[1]:
             want[name] += 1
+    for backend in BACKENDS:
+        assert flags_with(backend, x, fmt, bias, rounding, seed) == want, backend
     f = Flags()
     codes = encode(x, fmt, bias, rounding, seed, flags=f)
     assert f.as_dict() == want

@@ -34,7 +34,12 @@ typedef struct {
     int64_t n, offset;
     int M, bias, is_signed, sign_shift, mode;
     uint32_t max_mag, k1, k2;
+    int want_flags;      /* count exception flags (a slower, non-vectorised loop) */
+    uint64_t tiny_bits;  /* |x| bits below this (and nonzero) = denormal in x's own input format */
 } job_t;
+
+/* flag counters, in this order everywhere (flags.py FLAG_NAMES) */
+enum { F_INVALID = 0, F_DENORMAL = 1, F_OVERFLOW = 2, F_UNDERFLOW = 3, N_FLAGS = 4 };
 
 static inline uint32_t mix32(uint32_t x) {
     x ^= x >> 16;
@@ -55,7 +60,7 @@ static inline uint32_t hi_key(const job_t *j, uint64_t idx) {
 /* One element, float32 bits -> code. GCC's vectoriser is picky: unsigned compares in the rounding
  * increment and a second clamped variable shift each made it give up, hence the shapes below. */
 static AI uint32_t enc_f32(uint32_t u, int M, int bias, uint32_t max_mag, int is_signed, int sign_shift,
-                           int mode, uint32_t rnd) {
+                           int mode, uint32_t rnd, uint64_t *pre, uint32_t *inexact) {
     uint32_t a = u & 0x7fffffffu;
     uint32_t neg = u >> 31;
     int32_t f = (int32_t)(a >> 23);
@@ -66,6 +71,7 @@ static AI uint32_t enc_f32(uint32_t u, int M, int bias, uint32_t max_mag, int is
     int32_t s = e - fe - bias - M + 150; /* dropped bits, >= 1 */
     int32_t s1 = s < 31 ? s : 31;        /* sig < 2**24: past 31 only zeros remain */
     uint32_t q = sig >> s1;
+    if (inexact) *inexact = sig != (q << s1);
     if (mode == NEAREST) {
         /* ties to even: add half - 1 plus the kept LSB, then truncate (cannot wrap: sig < 2**24) */
         q = (sig + ((1u << (s1 - 1)) - 1u) + (q & 1u)) >> s1;
@@ -75,6 +81,7 @@ static AI uint32_t enc_f32(uint32_t u, int M, int bias, uint32_t max_mag, int is
         q = (uint32_t)((((uint64_t)sig << 16) + ((uint64_t)rnd << s3)) >> (s3 + 16));
     }
     uint32_t mag = ((uint32_t)(e - 1) << M) + q;
+    if (pre) *pre = mag;
     mag = mag < max_mag ? mag : max_mag;
     uint32_t nan = a > 0x7f800000u;
     mag = nan ? max_mag : mag;
@@ -85,7 +92,7 @@ static AI uint32_t enc_f32(uint32_t u, int M, int bias, uint32_t max_mag, int is
 
 /* One element, float64 bits -> code (rounds from the float64 bits directly, never via float32). */
 static AI uint32_t enc_f64(uint64_t u, int M, int bias, uint32_t max_mag, int is_signed, int sign_shift,
-                           int mode, uint32_t rnd) {
+                           int mode, uint32_t rnd, uint64_t *pre, uint32_t *inexact) {
     uint64_t a = u & 0x7fffffffffffffffull;
     uint32_t neg = (uint32_t)(u >> 63);
     int64_t f = (int64_t)(a >> 52);
@@ -97,6 +104,7 @@ static AI uint32_t enc_f64(uint64_t u, int M, int bias, uint32_t max_mag, int is
     int64_t s1 = s < 63 ? s : 63;
     uint64_t q = sig >> s1;
     uint64_t low = sig - (q << s1);
+    if (inexact) *inexact = low != 0;
     if (mode == NEAREST) {
         q = (sig + ((1ull << (s1 - 1)) - 1u) + (q & 1u)) >> s1;
     } else if (mode == STOCHASTIC) {
@@ -109,6 +117,7 @@ static AI uint32_t enc_f64(uint64_t u, int M, int bias, uint32_t max_mag, int is
     }
     /* e is at most 2047 - 1023 + 63 and q < 2**54, so this cannot wrap */
     uint64_t mag64 = ((uint64_t)(e - 1) << M) + q;
+    if (pre) *pre = mag64;
     uint32_t mag = mag64 < max_mag ? (uint32_t)mag64 : max_mag;
     uint32_t nan = a > 0x7ff0000000000000ull;
     mag = nan ? max_mag : mag;
@@ -126,23 +135,45 @@ static AI void random_block(uint32_t *restrict r, int n, uint32_t lo0, uint32_t 
     for (int k = 0; k < n; k++) r[k] = mix32(mix32((lo0 + (uint32_t)k) ^ k1) ^ kh) >> 16;
 }
 
-#define ENCODE_BLOCK(NAME, UIN_T, ENC, OUT_T)                                                              \
+#define ENCODE_BLOCK(NAME, UIN_T, ENC, OUT_T, NAN_BITS)                                                    \
     static AI void NAME(const UIN_T *restrict s, OUT_T *restrict d, int n, const job_t *j, int mode,       \
-                        const uint32_t *restrict r) {                                                      \
+                        const uint32_t *restrict r, int64_t *restrict counts) {                            \
         const int M = j->M, bias = j->bias, sg = j->is_signed, sh = j->sign_shift;                         \
         const uint32_t mm = j->max_mag;                                                                    \
-        if (mode == STOCHASTIC)                                                                            \
-            for (int k = 0; k < n; k++) d[k] = (OUT_T)ENC(s[k], M, bias, mm, sg, sh, STOCHASTIC, r[k]);    \
+        if (j->want_flags) {                                                                               \
+            const UIN_T absmask = ~(UIN_T)0 >> 1, inf = (UIN_T)(NAN_BITS);                                 \
+            const uint32_t min_normal = 1u << M;                                                           \
+            for (int k = 0; k < n; k++) {                                                                  \
+                uint64_t pre;                                                                              \
+                uint32_t inexact;                                                                          \
+                uint32_t code = ENC(s[k], M, bias, mm, sg, sh, mode, mode == STOCHASTIC ? r[k] : 0, &pre,  \
+                                    &inexact);                                                             \
+                d[k] = (OUT_T)code;                                                                        \
+                UIN_T a = s[k] & absmask;                                                                  \
+                int negative = (s[k] & ~absmask) != 0;                                                     \
+                int nan = a > inf, uhp_neg = !sg && negative && a != 0 && !nan;                            \
+                int live = a < inf && !uhp_neg;                                                            \
+                uint32_t mag = code & mm;                                                                  \
+                counts[F_INVALID] += nan | uhp_neg;                                                        \
+                counts[F_DENORMAL] += (a != 0 && (uint64_t)a < j->tiny_bits) |                             \
+                                      (live && mag != 0 && mag < min_normal);                              \
+                counts[F_OVERFLOW] += live && pre > mm;                                                    \
+                counts[F_UNDERFLOW] += live && a != 0 && mag < min_normal && inexact;                      \
+            }                                                                                              \
+        } else if (mode == STOCHASTIC)                                                                     \
+            for (int k = 0; k < n; k++)                                                                    \
+                d[k] = (OUT_T)ENC(s[k], M, bias, mm, sg, sh, STOCHASTIC, r[k], NULL, NULL);                \
         else if (mode == NEAREST)                                                                          \
-            for (int k = 0; k < n; k++) d[k] = (OUT_T)ENC(s[k], M, bias, mm, sg, sh, NEAREST, 0);          \
+            for (int k = 0; k < n; k++) d[k] = (OUT_T)ENC(s[k], M, bias, mm, sg, sh, NEAREST, 0, NULL, NULL); \
         else                                                                                               \
-            for (int k = 0; k < n; k++) d[k] = (OUT_T)ENC(s[k], M, bias, mm, sg, sh, TOWARD_ZERO, 0);      \
+            for (int k = 0; k < n; k++)                                                                    \
+                d[k] = (OUT_T)ENC(s[k], M, bias, mm, sg, sh, TOWARD_ZERO, 0, NULL, NULL);                  \
     }
 
-ENCODE_BLOCK(enc_block_f32_u8, uint32_t, enc_f32, uint8_t)
-ENCODE_BLOCK(enc_block_f32_u16, uint32_t, enc_f32, uint16_t)
-ENCODE_BLOCK(enc_block_f64_u8, uint64_t, enc_f64, uint8_t)
-ENCODE_BLOCK(enc_block_f64_u16, uint64_t, enc_f64, uint16_t)
+ENCODE_BLOCK(enc_block_f32_u8, uint32_t, enc_f32, uint8_t, 0x7f800000u)
+ENCODE_BLOCK(enc_block_f32_u16, uint32_t, enc_f32, uint16_t, 0x7f800000u)
+ENCODE_BLOCK(enc_block_f64_u8, uint64_t, enc_f64, uint8_t, 0x7ff0000000000000ull)
+ENCODE_BLOCK(enc_block_f64_u16, uint64_t, enc_f64, uint16_t, 0x7ff0000000000000ull)
 
 #define GATHER_BLOCK(NAME, CODE_T, OUT_T)                                                                  \
     static AI void NAME(const CODE_T *restrict c, OUT_T *restrict d, int n, const float *restrict lut) {   \
@@ -156,7 +187,7 @@ GATHER_BLOCK(gather_u16_f64, uint16_t, double)
 
 /* encode: src floats -> dst codes; fake-quantize (GATHER != 0): codes in a block buffer, then the table */
 #define RANGE_LOOP(NAME, UIN_T, CODE_T, ENCBLK, MODE, OUT_T, GATHER, IS_FQ)                                       \
-    HOT static void NAME(const job_t *j, int64_t i0, int64_t i1) {                                         \
+    HOT static void NAME(const job_t *j, int64_t i0, int64_t i1, int64_t *counts) {                        \
         uint32_t rnd[BLOCK];                                                                               \
         CODE_T codes[BLOCK];                                                                               \
         const UIN_T *src = (const UIN_T *)j->src;                                                          \
@@ -168,10 +199,10 @@ GATHER_BLOCK(gather_u16_f64, uint16_t, double)
             len = len < room ? len : room;                                                                 \
             if (MODE == STOCHASTIC) random_block(rnd, (int)len, (uint32_t)idx0, j->k1, hi_key(j, idx0));   \
             if (IS_FQ) {                                                                                   \
-                ENCBLK(src + i0, codes, (int)len, j, MODE, rnd);                                           \
+                ENCBLK(src + i0, codes, (int)len, j, MODE, rnd, counts);                                   \
                 GATHER(codes, (OUT_T *)j->dst + i0, (int)len, j->lut);                                     \
             } else {                                                                                       \
-                ENCBLK(src + i0, (CODE_T *)j->dst + i0, (int)len, j, MODE, rnd);                           \
+                ENCBLK(src + i0, (CODE_T *)j->dst + i0, (int)len, j, MODE, rnd, counts);                   \
             }                                                                                              \
             i0 += len;                                                                                     \
         }                                                                                                  \
@@ -193,7 +224,8 @@ RANGE_MODES(fq_f64_u8, uint64_t, uint8_t, enc_block_f64_u8, double, gather_u8_f6
 RANGE_MODES(fq_f64_u16, uint64_t, uint16_t, enc_block_f64_u16, double, gather_u16_f64, 1)
 
 #define DECODE_RANGE(NAME, CODE_T, GATHER)                                                                 \
-    HOT static void NAME(const job_t *j, int64_t i0, int64_t i1) {                                         \
+    HOT static void NAME(const job_t *j, int64_t i0, int64_t i1, int64_t *counts) {                        \
+        (void)counts;                                                                                      \
         for (; i0 < i1; i0 += BLOCK) {                                                                     \
             int64_t len = i1 - i0 < BLOCK ? i1 - i0 : BLOCK;                                               \
             GATHER((const CODE_T *)j->src + i0, (float *)j->dst + i0, (int)len, j->lut);                   \
@@ -203,7 +235,7 @@ RANGE_MODES(fq_f64_u16, uint64_t, uint16_t, enc_block_f64_u16, double, gather_u1
 DECODE_RANGE(dec_u8, uint8_t, gather_u8_f32)
 DECODE_RANGE(dec_u16, uint16_t, gather_u16_f32)
 
-typedef void (*range_fn)(const job_t *, int64_t, int64_t);
+typedef void (*range_fn)(const job_t *, int64_t, int64_t, int64_t *);
 
 /* op numbers shared with _native.py */
 static const range_fn OPS[][3] = {
@@ -228,21 +260,22 @@ typedef struct {
     const job_t *job;
     range_fn fn;
     int64_t i0, i1;
+    int64_t counts[N_FLAGS];
 } task_t;
 
 static void *run_task(void *p) {
     task_t *t = (task_t *)p;
-    t->fn(t->job, t->i0, t->i1);
+    t->fn(t->job, t->i0, t->i1, t->counts);
     return NULL;
 }
 
-static void run_parallel(const job_t *job, range_fn fn, int nthreads) {
+static void run_parallel(const job_t *job, range_fn fn, int nthreads, int64_t *counts) {
     int64_t n = job->n;
     int64_t t = n / MIN_PER_THREAD;
     if (t > nthreads) t = nthreads;
     if (t > MAX_THREADS) t = MAX_THREADS;
     if (t <= 1) {
-        fn(job, 0, n);
+        fn(job, 0, n, counts);
         return;
     }
     int64_t chunk = ((n + t - 1) / t + 63) & ~(int64_t)63; /* cache-line aligned starts */
@@ -254,6 +287,7 @@ static void run_parallel(const job_t *job, range_fn fn, int nthreads) {
         tasks[k].fn = fn;
         tasks[k].i0 = k * chunk < n ? k * chunk : n;
         tasks[k].i1 = (k + 1) * chunk < n ? (k + 1) * chunk : n;
+        for (int f = 0; f < N_FLAGS; f++) tasks[k].counts[f] = 0;
     }
     for (int64_t k = 1; k < t; k++) started[k] = pthread_create(&tid[k], NULL, run_task, &tasks[k]) == 0;
     run_task(&tasks[0]);
@@ -263,16 +297,19 @@ static void run_parallel(const job_t *job, range_fn fn, int nthreads) {
         else
             run_task(&tasks[k]); /* could not start a thread: do its share here */
     }
+    for (int64_t k = 0; k < t; k++)
+        for (int f = 0; f < N_FLAGS; f++) counts[f] += tasks[k].counts[f];
 }
 
 static PyObject *py_run(PyObject *self, PyObject *args) {
     (void)self;
-    int op, M, bias, is_signed, sign_shift, mode, nthreads;
-    unsigned long long src, dst, lut;
+    int op, M, bias, is_signed, sign_shift, mode, nthreads, want_flags;
+    unsigned long long src, dst, lut, tiny_bits;
     long long n, offset;
     unsigned int max_mag, k1, k2;
-    if (!PyArg_ParseTuple(args, "iKKKLLiiiiiIIIi", &op, &src, &dst, &lut, &n, &offset, &M, &bias,
-                          &is_signed, &sign_shift, &mode, &max_mag, &k1, &k2, &nthreads))
+    if (!PyArg_ParseTuple(args, "iKKKLLiiiiiIIIiiK", &op, &src, &dst, &lut, &n, &offset, &M, &bias,
+                          &is_signed, &sign_shift, &mode, &max_mag, &k1, &k2, &nthreads, &want_flags,
+                          &tiny_bits))
         return NULL;
     if (op < 0 || op >= N_OPS || mode < 0 || mode > 2 || n < 0 || M < 0 || M > 16 || bias < 0 ||
         bias > 63) {
@@ -280,15 +317,20 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         return NULL;
     }
     job_t job = {(const void *)(uintptr_t)src, (void *)(uintptr_t)dst, (const float *)(uintptr_t)lut,
-                 n, offset, M, bias, is_signed, sign_shift, mode, max_mag, k1, k2};
+                 n, offset, M, bias, is_signed, sign_shift, mode, max_mag, k1, k2, want_flags != 0,
+                 tiny_bits};
     range_fn fn = OPS[op][mode];
-    Py_BEGIN_ALLOW_THREADS run_parallel(&job, fn, nthreads);
-    Py_END_ALLOW_THREADS Py_RETURN_NONE;
+    int64_t counts[N_FLAGS] = {0, 0, 0, 0};
+    Py_BEGIN_ALLOW_THREADS run_parallel(&job, fn, nthreads, counts);
+    Py_END_ALLOW_THREADS if (!want_flags) Py_RETURN_NONE;
+    return Py_BuildValue("(LLLL)", (long long)counts[0], (long long)counts[1], (long long)counts[2],
+                         (long long)counts[3]);
 }
 
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS,
-     "run(op, src, dst, lut, n, offset, M, bias, signed, sign_shift, mode, max_mag, k1, k2, nthreads)"},
+     "run(op, src, dst, lut, n, offset, M, bias, signed, sign_shift, mode, max_mag, k1, k2, nthreads, "
+     "want_flags, tiny_bits) -> None or (invalid, denormal, overflow, underflow) counts"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,9 +24,24 @@ def num_threads() -> int:
     return max(1, torch.get_num_threads())
 
 
+# |x| bit patterns below which a nonzero input is denormal in its own format, as seen by the kernel
+# (float16/bfloat16 arrive widened to float32)
+TINY_BITS = {"float64": 0x0010000000000000, "float32": 0x00800000, "bfloat16": 0x00800000,
+             "float16": (127 - 14) << 23}
+
+
 def run(op: int, src: int, dst: int, n: int, fmt: CFloatFormat, bias: int, rounding: str = "nearest",
-        keys: tuple[int, int] = (0, 0), lut: int = 0, offset: int = 0, threads: int | None = None) -> None:
-    """Run one kernel over ``n`` elements at raw addresses ``src`` -> ``dst`` (C-contiguous buffers)."""
-    _ckernel.run(op, src, dst, lut, n, offset, fmt.mantissa_bits, bias, int(fmt.signed), fmt.bits - 1,
-                 MODES[rounding], fmt.max_magnitude_code, keys[0], keys[1],
-                 num_threads() if threads is None else threads)
+        keys: tuple[int, int] = (0, 0), lut: int = 0, offset: int = 0, threads: int | None = None,
+        flags_of: str | None = None) -> dict[str, int] | None:
+    """Run one kernel over ``n`` elements at raw addresses ``src`` -> ``dst`` (C-contiguous buffers).
+
+    ``flags_of``: the input's own format name ("float32", "float16", ...) to count exception flags
+    (returned as a dict), or None for the fast path without flags.
+    """
+    counts = _ckernel.run(op, src, dst, lut, n, offset, fmt.mantissa_bits, bias, int(fmt.signed),
+                          fmt.bits - 1, MODES[rounding], fmt.max_magnitude_code, keys[0], keys[1],
+                          num_threads() if threads is None else threads, flags_of is not None,
+                          TINY_BITS[flags_of] if flags_of else 0)
+    if counts is None:
+        return None
+    return dict(zip(("invalid", "denormal", "overflow", "underflow"), counts, strict=True))

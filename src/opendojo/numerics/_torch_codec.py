@@ -3,7 +3,7 @@
 It implements exactly the reference's integer formulation (see reference.py) on int64 tensors:
 ``sig`` the input significand, ``s`` the number of dropped bits (clamped where the result no longer
 depends on it), ``q = sig >> s`` plus a rounding increment, then ``((e - 1) << M) + q`` saturated.
-It is also the path that collects exception flags (the C kernel only runs when ``flags is None``).
+It runs on CUDA tensors and wherever the compiled kernel is missing.
 """
 
 from __future__ import annotations

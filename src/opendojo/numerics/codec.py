@@ -1,8 +1,8 @@
 """encode / decode / fake_quantize: numpy arrays and torch tensors (CPU, CUDA) to and from CFloat codes.
 
-Dispatch: on CPU without flags the compiled kernel runs (``_ckernel.c``, multithreaded); with flags,
-on CUDA, or without the extension the torch-ops path (``_torch_codec.py``) runs. Both give the same
-bits as :mod:`opendojo.numerics.reference`, which the tests check.
+Dispatch: on CPU the compiled kernel runs (``_ckernel.c``, vectorised, multithreaded; with flags a
+slower counting loop); on CUDA or without the extension the torch-ops path (``_torch_codec.py``) runs.
+Both give the same bits and flag counts as :mod:`opendojo.numerics.reference`, which the tests check.
 """
 
 from __future__ import annotations
@@ -78,8 +78,12 @@ def _c_order(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy(order="C")
 
 
-def _uses_native(t, flags) -> bool:
-    return flags is None and _native.AVAILABLE and (not isinstance(t, torch.Tensor) or t.device.type == "cpu")
+def _uses_native(t) -> bool:
+    return _native.AVAILABLE and (not isinstance(t, torch.Tensor) or t.device.type == "cpu")
+
+
+def _dtype_name(t) -> str:
+    return str(t.dtype).removeprefix("torch.")
 
 
 def _torch_view(a: np.ndarray) -> torch.Tensor:
@@ -104,7 +108,7 @@ def encode(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", see
     fmt, bias, seed = _check_common(fmt, bias, rounding, seed, flags)
     t = _as_float_input(x)
     keys = seed_keys(seed) if seed is not None else (0, 0)
-    if _uses_native(t, flags):
+    if _uses_native(t):
         if isinstance(t, torch.Tensor):
             src = t.contiguous() if t.dtype in (torch.float32, torch.float64) else t.float().contiguous()
             out = torch.empty(src.shape, dtype=_TORCH_CODE[fmt.bits])
@@ -114,8 +118,11 @@ def encode(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", see
             out = np.empty(src.shape, dtype=fmt.code_dtype)
             src_ptr, dst_ptr, is64 = src.ctypes.data, out.ctypes.data, src.dtype == np.float64
         op = (_native.ENC_F64_U8 if is64 else _native.ENC_F32_U8) + (fmt.bits == 16)
-        _native.run(op, src_ptr, dst_ptr, src.size if isinstance(src, np.ndarray) else src.numel(),
-                    fmt, bias, rounding, keys)
+        n = src.size if isinstance(src, np.ndarray) else src.numel()
+        counts = _native.run(op, src_ptr, dst_ptr, n, fmt, bias, rounding, keys,
+                             flags_of=_dtype_name(t) if flags is not None else None)
+        if flags is not None:
+            flags._accumulate(counts)
         return out
     tt = t if isinstance(t, torch.Tensor) else _torch_view(t)
     codes, counts = encode_flat(tt.reshape(-1), fmt, bias, rounding, seed, flags is not None)
@@ -155,7 +162,7 @@ def decode(codes, fmt: CFloatFormat | str, bias: int):
     fmt = get_format(fmt)
     bias = check_bias(bias)
     c = _check_codes(codes, fmt)
-    if _uses_native(c, None):
+    if _uses_native(c):
         if isinstance(c, torch.Tensor):
             src = c.contiguous()
             out = torch.empty(src.shape, dtype=torch.float32)
@@ -184,7 +191,7 @@ def fake_quantize(x, fmt: CFloatFormat | str, bias: int, rounding: str = "neares
     t = _as_float_input(x)
     keys = seed_keys(seed) if seed is not None else (0, 0)
     lut = decode_table(fmt, bias)
-    if _uses_native(t, flags):
+    if _uses_native(t):
         if isinstance(t, torch.Tensor):
             src = t.contiguous() if t.dtype in (torch.float32, torch.float64) else t.float().contiguous()
             out = torch.empty_like(src)
@@ -195,7 +202,10 @@ def fake_quantize(x, fmt: CFloatFormat | str, bias: int, rounding: str = "neares
             out = np.empty_like(src)
             src_ptr, dst_ptr, n, is64 = src.ctypes.data, out.ctypes.data, src.size, src.dtype == np.float64
         op = (_native.FQ_F64_U8 if is64 else _native.FQ_F32_U8) + (fmt.bits == 16)
-        _native.run(op, src_ptr, dst_ptr, n, fmt, bias, rounding, keys, lut=lut.ctypes.data)
+        counts = _native.run(op, src_ptr, dst_ptr, n, fmt, bias, rounding, keys, lut=lut.ctypes.data,
+                             flags_of=_dtype_name(t) if flags is not None else None)
+        if flags is not None:
+            flags._accumulate(counts)
         return out.astype(t.dtype, copy=False) if isinstance(t, np.ndarray) else out.to(t.dtype)
     tt = t if isinstance(t, torch.Tensor) else _torch_view(t)
     codes, counts = encode_flat(tt.reshape(-1), fmt, bias, rounding, seed, flags is not None)
