@@ -184,3 +184,24 @@ def test_flags_count_elements_and_clear():
     assert not f and f.as_dict() == dict.fromkeys(("invalid", "denormal", "overflow", "underflow"), 0)
     encode(np.array([-1.0, -0.0]), CFLOAT16_UHP, 31, flags=f)
     assert f.invalid == 1
+
+
+def test_out_arguments_are_written_and_checked():
+    x = np.random.default_rng(8).standard_normal(1000).astype(np.float32)
+    codes = np.empty(1000, np.uint8)
+    assert encode(x, CFLOAT8_1_4_3, 7, out=codes) is codes
+    assert np.array_equal(codes, encode(x, CFLOAT8_1_4_3, 7))
+    values = np.empty(1000, np.float32)
+    assert decode(codes, CFLOAT8_1_4_3, 7, out=values) is values
+    y = x.copy()
+    fake_quantize(y, CFLOAT8_1_4_3, 7, "stochastic", seed=2, out=y)  # in place
+    assert np.array_equal(y, fake_quantize(x, CFLOAT8_1_4_3, 7, "stochastic", seed=2))
+    t = torch.from_numpy(x).to(torch.bfloat16)
+    o = torch.empty_like(t)
+    assert torch.equal(fake_quantize(t, CFLOAT8_1_4_3, 7, out=o), fake_quantize(t, CFLOAT8_1_4_3, 7))
+    with pytest.raises(ValueError, match=r"out must be a writeable C-contiguous uint8 array of shape"):
+        encode(x, CFLOAT8_1_4_3, 7, out=np.empty(999, np.uint8))
+    with pytest.raises(ValueError, match=r"out must be a contiguous torch.float32 tensor"):
+        decode(torch.from_numpy(codes), CFLOAT8_1_4_3, 7, out=torch.empty(2000)[::2])
+    with pytest.raises(TypeError, match="out must be a torch.Tensor"):
+        fake_quantize(torch.from_numpy(x), CFLOAT8_1_4_3, 7, out=values)

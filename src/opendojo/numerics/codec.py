@@ -94,8 +94,45 @@ def _torch_view(a: np.ndarray) -> torch.Tensor:
 
 
 # --- public API ----------------------------------------------------------------------------------------
+def _output(out, like, shape, dtype, name: str = "out"):
+    """A new C-contiguous output like ``like`` (numpy or torch, same device), or the checked ``out``."""
+    if isinstance(like, torch.Tensor):
+        if out is None:
+            return torch.empty(shape, dtype=dtype, device=like.device)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor for a torch input, got {type(out).__name__}")
+        ok = out.shape == shape and out.dtype == dtype and out.device == like.device and out.is_contiguous()
+        want = f"a contiguous {dtype} tensor of shape {tuple(shape)} on {like.device}"
+        layout = "" if out.is_contiguous() else ", non-contiguous"
+        got = f"{out.dtype} {tuple(out.shape)} on {out.device}{layout}"
+    else:
+        if out is None:
+            return np.empty(shape, dtype=dtype)
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray for a numpy input, got {type(out).__name__}")
+        ok = out.shape == shape and out.dtype == dtype and out.flags.c_contiguous and out.flags.writeable
+        want = f"a writeable C-contiguous {np.dtype(dtype)} array of shape {tuple(shape)}"
+        got = f"{out.dtype} {tuple(out.shape)}"
+    if not ok:
+        raise ValueError(f"{name} must be {want}, got {got}")
+    return out
+
+
+def _native_source(t):
+    """The float32/float64 C-contiguous buffer the kernel reads (float16/bfloat16 widened exactly)."""
+    if isinstance(t, torch.Tensor):
+        src = t.contiguous() if t.dtype in (torch.float32, torch.float64) else t.float().contiguous()
+        return src, src.data_ptr(), src.numel(), src.dtype == torch.float64
+    src = t if t.dtype != np.float16 else t.astype(np.float32)
+    return src, src.ctypes.data, src.size, src.dtype == np.float64
+
+
+def _ptr(a) -> int:
+    return a.data_ptr() if isinstance(a, torch.Tensor) else a.ctypes.data
+
+
 def encode(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", seed: int | None = None,
-           flags: Flags | None = None):
+           flags: Flags | None = None, out=None):
     """Round ``x`` into CFloat codes of ``fmt`` at exponent ``bias`` (an integer 0..63).
 
     ``x``: numpy array (float16/32/64) or torch tensor (float16/bfloat16/float32/float64, any device,
@@ -103,33 +140,30 @@ def encode(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", see
     8-bit formats, uint16 for 16-bit; numpy in, numpy out; torch in, torch out on the same device.
     ``rounding``: "nearest" (ties to even), "stochastic" (needs an integer ``seed``; the random bits are
     a function of (seed, flat C-order index)) or "toward_zero". ``flags``: a :class:`Flags` to add
-    exception counts to (costs a slower path; ``None`` costs nothing).
+    exception counts to (a slower loop; ``None`` costs nothing). ``out``: an optional preallocated
+    contiguous code array/tensor of the right shape, dtype and device, written and returned.
     """
     fmt, bias, seed = _check_common(fmt, bias, rounding, seed, flags)
     t = _as_float_input(x)
     keys = seed_keys(seed) if seed is not None else (0, 0)
+    code_dtype = _TORCH_CODE[fmt.bits] if isinstance(t, torch.Tensor) else fmt.code_dtype
+    out = _output(out, t, t.shape, code_dtype)
     if _uses_native(t):
-        if isinstance(t, torch.Tensor):
-            src = t.contiguous() if t.dtype in (torch.float32, torch.float64) else t.float().contiguous()
-            out = torch.empty(src.shape, dtype=_TORCH_CODE[fmt.bits])
-            src_ptr, dst_ptr, is64 = src.data_ptr(), out.data_ptr(), src.dtype == torch.float64
-        else:
-            src = t if t.dtype != np.float16 else t.astype(np.float32)
-            out = np.empty(src.shape, dtype=fmt.code_dtype)
-            src_ptr, dst_ptr, is64 = src.ctypes.data, out.ctypes.data, src.dtype == np.float64
+        src, src_ptr, n, is64 = _native_source(t)
         op = (_native.ENC_F64_U8 if is64 else _native.ENC_F32_U8) + (fmt.bits == 16)
-        n = src.size if isinstance(src, np.ndarray) else src.numel()
-        counts = _native.run(op, src_ptr, dst_ptr, n, fmt, bias, rounding, keys,
+        counts = _native.run(op, src_ptr, _ptr(out), n, fmt, bias, rounding, keys,
                              flags_of=_dtype_name(t) if flags is not None else None)
-        if flags is not None:
-            flags._accumulate(counts)
-        return out
-    tt = t if isinstance(t, torch.Tensor) else _torch_view(t)
-    codes, counts = encode_flat(tt.reshape(-1), fmt, bias, rounding, seed, flags is not None)
+    else:
+        tt = t if isinstance(t, torch.Tensor) else _torch_view(t)
+        codes, counts = encode_flat(tt.reshape(-1), fmt, bias, rounding, seed, flags is not None)
+        codes = codes.to(_TORCH_CODE[fmt.bits]).reshape(tt.shape)
+        if isinstance(out, torch.Tensor):
+            out.copy_(codes)
+        else:
+            out[...] = codes.numpy()
     if flags is not None:
         flags._accumulate(counts)
-    codes = codes.to(_TORCH_CODE[fmt.bits]).reshape(tt.shape)
-    return codes if isinstance(t, torch.Tensor) else codes.numpy()
+    return out
 
 
 def _check_codes(codes, fmt: CFloatFormat):
@@ -154,63 +188,65 @@ def _check_codes(codes, fmt: CFloatFormat):
     return c.to(target) if is_torch else c.astype(target)
 
 
-def decode(codes, fmt: CFloatFormat | str, bias: int):
+def decode(codes, fmt: CFloatFormat | str, bias: int, out=None):
     """Exact float32 values of CFloat ``codes`` (numpy in, numpy out; torch in, torch out, same device).
 
     ``codes``: uint8/uint16 (or any integer dtype whose values fit in the format's width), any shape.
+    ``out``: an optional preallocated contiguous float32 array/tensor of the same shape, written and returned.
     """
     fmt = get_format(fmt)
     bias = check_bias(bias)
     c = _check_codes(codes, fmt)
+    out = _output(out, c, c.shape, torch.float32 if isinstance(c, torch.Tensor) else np.float32)
     if _uses_native(c):
-        if isinstance(c, torch.Tensor):
-            src = c.contiguous()
-            out = torch.empty(src.shape, dtype=torch.float32)
-            src_ptr, dst_ptr, n = src.data_ptr(), out.data_ptr(), src.numel()
-        else:
-            src = _c_order(c)
-            out = np.empty(src.shape, dtype=np.float32)
-            src_ptr, dst_ptr, n = src.ctypes.data, out.ctypes.data, src.size
+        src = c.contiguous() if isinstance(c, torch.Tensor) else _c_order(c)
+        n = src.numel() if isinstance(src, torch.Tensor) else src.size
         op = _native.DEC_U16 if fmt.bits == 16 else _native.DEC_U8
-        _native.run(op, src_ptr, dst_ptr, n, fmt, bias, lut=decode_table(fmt, bias).ctypes.data)
+        _native.run(op, _ptr(src), _ptr(out), n, fmt, bias, lut=decode_table(fmt, bias).ctypes.data)
         return out
     ct = c if isinstance(c, torch.Tensor) else _torch_view(_c_order(c))
-    out = _decode_table_torch(fmt, bias, ct.device)[ct.to(torch.int64)]
-    return out if isinstance(c, torch.Tensor) else out.numpy()
+    values = _decode_table_torch(fmt, bias, ct.device)[ct.to(torch.int64)]
+    if isinstance(out, torch.Tensor):
+        out.copy_(values)
+    else:
+        out[...] = values.numpy()
+    return out
 
 
 def fake_quantize(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", seed: int | None = None,
-                  flags: Flags | None = None):
+                  flags: Flags | None = None, out=None):
     """``decode(encode(x, ...))`` in one pass, returned in x's dtype, shape and device.
 
     Same arguments as :func:`encode`. float32/float64 results are exact CFloat values; float16/bfloat16
     results are those values rounded to nearest in x's dtype (exact unless the bias puts them outside
-    its range). No autograd: a tensor that requires grad is read through its data.
+    its range). No autograd: a tensor that requires grad is read through its data. ``out``: an optional
+    preallocated contiguous array/tensor like x (``out=x`` rounds in place), written and returned.
     """
     fmt, bias, seed = _check_common(fmt, bias, rounding, seed, flags)
     t = _as_float_input(x)
     keys = seed_keys(seed) if seed is not None else (0, 0)
-    lut = decode_table(fmt, bias)
+    out = _output(out, t, t.shape, t.dtype)
     if _uses_native(t):
-        if isinstance(t, torch.Tensor):
-            src = t.contiguous() if t.dtype in (torch.float32, torch.float64) else t.float().contiguous()
-            out = torch.empty_like(src)
-            src_ptr, dst_ptr, n = src.data_ptr(), out.data_ptr(), src.numel()
-            is64 = src.dtype == torch.float64
-        else:
-            src = t if t.dtype != np.float16 else t.astype(np.float32)
-            out = np.empty_like(src)
-            src_ptr, dst_ptr, n, is64 = src.ctypes.data, out.ctypes.data, src.size, src.dtype == np.float64
+        src, src_ptr, n, is64 = _native_source(t)
+        wide = src.dtype != t.dtype  # float16/bfloat16: the kernel wrote float32, narrow into out
+        dst = _output(None, src, src.shape, src.dtype) if wide else out
         op = (_native.FQ_F64_U8 if is64 else _native.FQ_F32_U8) + (fmt.bits == 16)
-        counts = _native.run(op, src_ptr, dst_ptr, n, fmt, bias, rounding, keys, lut=lut.ctypes.data,
+        counts = _native.run(op, src_ptr, _ptr(dst), n, fmt, bias, rounding, keys,
+                             lut=decode_table(fmt, bias).ctypes.data,
                              flags_of=_dtype_name(t) if flags is not None else None)
-        if flags is not None:
-            flags._accumulate(counts)
-        return out.astype(t.dtype, copy=False) if isinstance(t, np.ndarray) else out.to(t.dtype)
-    tt = t if isinstance(t, torch.Tensor) else _torch_view(t)
-    codes, counts = encode_flat(tt.reshape(-1), fmt, bias, rounding, seed, flags is not None)
+        if wide:
+            if isinstance(out, torch.Tensor):
+                out.copy_(dst)
+            else:
+                out[...] = dst
+    else:
+        tt = t if isinstance(t, torch.Tensor) else _torch_view(t)
+        codes, counts = encode_flat(tt.reshape(-1), fmt, bias, rounding, seed, flags is not None)
+        values = _decode_table_torch(fmt, bias, tt.device)[codes].reshape(tt.shape).to(tt.dtype)
+        if isinstance(out, torch.Tensor):
+            out.copy_(values)
+        else:
+            out[...] = values.numpy()
     if flags is not None:
         flags._accumulate(counts)
-    out = _decode_table_torch(fmt, bias, tt.device)[codes].reshape(tt.shape)
-    out = out.to(tt.dtype)
-    return out if isinstance(t, torch.Tensor) else out.numpy()
+    return out
