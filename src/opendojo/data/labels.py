@@ -13,7 +13,8 @@ name            shape (per video)      dtype     meaning
                                                  seconds) in metres, in the ego frame at that frame:
                                                  ``x`` forward, ``y`` left
 ``occupancy``   ``[N, G, G]``          uint8     bird's-eye grid centred on the ego vehicle, 1 = a
-                                                 vehicle covers the cell centre; cell ``OCCUPANCY_CELL_M``
+                                                 vehicle's footprint grown by half a cell covers the
+                                                 cell centre; cell ``OCCUPANCY_CELL_M``
                                                  metres; row 0 is the far edge AHEAD (forward = up),
                                                  column 0 is the LEFT edge
 ``boxes``       ``[N, M, 5]``          float32   other vehicles in the ego frame: ``x, y`` centre (m),

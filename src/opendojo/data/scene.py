@@ -159,7 +159,10 @@ def scene_labels(scene: Scene) -> dict[str, np.ndarray]:
         rx, ry = gx[None] - vx[:, j, None, None], gy[None] - vy[:, j, None, None]
         c, s = np.cos(vyaw[:, j])[:, None, None], np.sin(vyaw[:, j])[:, None, None]
         along, across = c * rx + s * ry, -s * rx + c * ry
-        occupancy |= (np.abs(along) <= scene.veh_length[j] / 2) & (np.abs(across) <= scene.veh_width[j] / 2)
+        grow = cell / 2  # a cell counts as occupied when the footprint reaches into it (approximately)
+        occupancy |= (np.abs(along) <= scene.veh_length[j] / 2 + grow) & (
+            np.abs(across) <= scene.veh_width[j] / 2 + grow
+        )
 
     dist = np.hypot(vx, vy)
     order = np.argsort(np.where(dist <= BOX_RANGE_M, dist, np.inf), axis=1, kind="stable")[:, :MAX_BOXES]
