@@ -166,13 +166,182 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 # --- hw + simulate --------------------------------------------------------------------------
+def _cmd_hw_list(args: argparse.Namespace) -> int:
+    from opendojo.hw import list_parts, list_systems, load_system
+    from opendojo.hw.show import fmt
+
+    print(f"{'system':<20} {'devices':>8} {'device':<14} {'peak BF16':>14} {'power':>10}")
+    for name in list_systems():
+        s = load_system(name)
+        flag = "  (hypothetical)" if s.hypothetical else ""
+        print(f"{name:<20} {s.devices:>8} {s.device.name:<14} {fmt(s.peak_flops['bf16'], 'FLOP/s'):>14} "
+              f"{fmt(s.power_w, 'W'):>10}{flag}")
+    print("parts: " + ", ".join(p for p in list_parts() if p not in list_systems()))
+    return 0
+
+
+def _cmd_hw_show(args: argparse.Namespace) -> int:
+    from opendojo.hw import describe
+
+    try:
+        print(describe(args.name))
+    except ValueError as e:
+        print(f"dojo hw show: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_hw_calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from opendojo.hw.calibrate import measure_host, store
+    from opendojo.hw.show import fmt
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    measured = measure_host(progress=not args.quiet)
+    path = store(measured, args.dir)
+    for key, value in measured.items():
+        unit = "s" if key.endswith("_s") else "B/s" if key.endswith("_bw") else (
+            "" if "rate" in key or "half_dim" in key else "FLOP/s")
+        print(f"  {key:<36} {fmt(value, unit) if unit else format(value, '.4g')}")
+    print(f"stored in {path} ({torch.get_num_threads()} threads)")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from opendojo.sim import simulate
+
+    if args.sim_action == "validate":
+        return _cmd_simulate_validate(args)
+    if not args.model or not args.system:
+        print("dojo simulate: --model and --system are required (or: dojo simulate validate)",
+              file=sys.stderr)
+        return 2
+    try:
+        if args.sweep:
+            return _cmd_simulate_sweep(args)
+        r = simulate(args.model, args.system, nodes=args.nodes, batch=args.batch, precision=args.precision,
+                     parallel=args.parallel, h100_eq=args.h100_eq)
+    except (ValueError, TypeError) as e:
+        print(f"dojo simulate: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(r.to_dict(), indent=2) if args.json else r.summary())
+    return 0
+
+
+def _cmd_simulate_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from opendojo.sim.sweep import plot_sweep, run_sweep, write_csv
+
+    systems = [s.strip() for s in args.system.split(",") if s.strip()]
+    rows = run_sweep(args.model, systems, args.sweep, batch=args.batch, precision=args.precision,
+                     parallel=args.parallel, progress=not args.json)
+    out = Path(args.out)
+    csv_path = write_csv(rows, out.with_suffix(".csv"))
+    title = f"{args.model}, {args.precision}, sweep {args.sweep}"
+    png_path = plot_sweep(rows, out.with_suffix(".png"), title)
+    for r in rows:
+        if r.get("error"):
+            print(f"  {r['system']:<18} {r['param']}={r['value']:<10.4g} skipped: {r['error']}")
+        else:
+            print(f"  {r['system']:<18} {r['param']}={r['value']:<10.4g} step {r['step_time_s']:.4g} s  "
+                  f"{r['samples_per_s']:.4g} samples/s  MFU {100 * r['mfu']:.1f} %  ({r['layout']})")
+    print(f"wrote {csv_path} and {png_path}")
+    return 0
+
+
+def _cmd_simulate_validate(args: argparse.Namespace) -> int:
+    import torch
+
+    from opendojo.sim.validate import format_table, validate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = validate(host=not args.no_host, progress=True)
+    print(format_table(rows))
+    return 0
+
+
 def _add_hw_sim(sub: argparse._SubParsersAction) -> None:
-    pass
+    hw = sub.add_parser("hw", help="hardware as data: list, show and calibrate systems")
+    hws = hw.add_subparsers(dest="hw_command", metavar="ACTION", required=True)
+    p = hws.add_parser("list", help="list the systems and parts")
+    p.set_defaults(func=_cmd_hw_list)
+    p = hws.add_parser("show", help="print a system or part: numbers, sources, confidence, derived totals")
+    p.add_argument("name", help="e.g. dojo-exapod, training-tile, h100-dgx, host")
+    p.set_defaults(func=_cmd_hw_show)
+    p = hws.add_parser("calibrate", help="measure this host (matmul/conv FLOP/s, bandwidth, per-op overhead)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads to measure with")
+    p.add_argument("--dir", default=None, help="where to store host-cpu.toml (default: the user cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_hw_calibrate)
+
+    p = sub.add_parser("simulate", help="predict a training step on Dojo / GPU / host systems; validate")
+    p.add_argument("--model", help="built-in workload (gpt-175b, resnet50, fsd-base, ...) or file.py:fn")
+    p.add_argument("--system", help="system name (dojo-exapod, h100-cluster-16k, host, ...); "
+                                    "comma-separated with --sweep")
+    p.add_argument("--nodes", type=int, default=None, help="number of devices (Dojo tiles, GPUs)")
+    p.add_argument("--batch", type=int, default=None, help="global batch in samples (default: workload's)")
+    p.add_argument("--precision", default="bf16", choices=["bf16", "cfloat8", "fp32"])
+    p.add_argument("--parallel", default=None, help="e.g. dp=8,tp=4,pp=2[,vp=2,mb=1,zero=1,recompute=1]")
+    p.add_argument("--h100-eq", default="delivered", choices=["delivered", "peak", "power"],
+                   help="which H100-equivalent definition to headline (all are printed)")
+    p.add_argument("--json", action="store_true", help="print the documented JSON object")
+    p.add_argument("--sweep", default=None,
+                   help="nodes=1:1024 | nodes=1,2,4 | PART.FIELD=low:high:points; writes PNG + CSV")
+    p.add_argument("--out", default="sim-sweep", help="sweep output path prefix (.png and .csv are added)")
+    p.set_defaults(func=_cmd_simulate, sim_action=None)
+    acts = p.add_subparsers(dest="sim_action", metavar="ACTION")
+    v = acts.add_parser("validate", help="error table: host measurements, published GPU runs, Dojo figures")
+    v.add_argument("--no-host", action="store_true", help="skip the host measurements (about a minute)")
+    v.add_argument("--threads", type=int, default=None, help="torch threads for the host section")
+    v.set_defaults(func=_cmd_simulate)
 
 
 # --- demo -----------------------------------------------------------------------------------
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from opendojo.demo import DemoFolderError, DemoSettings, run_demo
+
+    try:
+        settings = DemoSettings(seed=args.seed, minutes=args.minutes, clips=args.clips, cameras=args.cameras,
+                                steps=args.steps)
+        summary = run_demo(args.out, settings, progress=not args.quiet)
+    except (DemoFolderError, ValueError) as e:
+        print(f"dojo demo: {e}", file=sys.stderr)
+        return 2
+    runs = summary["training"]["runs"]
+    print(f"\nreport: {summary['report']['path']}  ({summary['run']['wall_s'] / 60:.1f} min)")
+    for name, run in runs.items():
+        m = run["final_metrics"]
+        print(
+            f"  {name:5s} occupancy IoU {m.get('occupancy_iou', float('nan')):.3f}"
+            f"  ADE {m.get('ade_m'):.2f} m  speed MAE {m.get('speed_mae_mps'):.2f} m/s"
+            f"  {run['samples_per_s']:.1f} samples/s"
+        )
+    return 0
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "demo",
+        help="run the whole system on synthetic data and write report.html",
+        description="Synthesise fleet-like video, ingest it, train the tiny FSD network in FP32 and "
+        "CFloat8, simulate the base network on Dojo and an 8xH100 box, write report.html and "
+        "summary.json. Re-running into the same --out with the same settings resumes; other "
+        "settings are refused.",
+    )
+    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--minutes", type=float, default=8.0, help="wall-time budget; more minutes, more steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips", type=int, default=24, help="synthetic drives to generate")
+    p.add_argument("--cameras", type=int, default=3)
+    p.add_argument("--steps", type=int, default=None, help="training steps per run (default: from --minutes)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
