@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The CPU wheel of torch; pinned here so pip never resolves a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-slow lint bench install clean
+.PHONY: demo test test-slow lint bench install clean screenshot
 
 $(STAMP): pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,15 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
+
+# The README's screenshot of the demo report, taken by headless Chromium (Debian's package, installed here
+# if missing). Run `make demo` first.
+screenshot:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	  --disable-background-networking --disable-component-update --disable-sync \
+	  --user-data-dir="$$(mktemp -d)" --hide-scrollbars --window-size=1280,2400 \
+	  --screenshot=docs/report-screenshot.png "file://$(CURDIR)/runs/demo/report.html"
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
