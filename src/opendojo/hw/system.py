@@ -74,8 +74,13 @@ class Device:
     eff_mem_bw: float
     op_overhead_s: float
     conv_flops: float | None = None
+    conv_bwd_flops: float | None = None
     rng_rate: float | None = None
     first_touch_bw: float | None = None
+    attention_flops: float | None = None
+    special_rate: float | None = None
+    op_rates: dict[str, float] = field(default_factory=dict)  # aten op name -> elements/s (host)
+    optimizer_tensor_s: float | None = None
     intra_ways: int = 1
     intra_link_bw: float = 0.0
 
@@ -335,8 +340,12 @@ def _build_system(name: str) -> System:
                       link_latency_s=q["hop_latency_s"], hypothetical=part.hypothetical or dpart.hypothetical,
                       mesh_shape=_mesh_shape(devices), coll_eff=_q(part, "coll_eff"))
     device = Device(dev, mem_bytes=q["hbm_bytes"], mem_bw=q["hbm_bw"], spill_bytes=0.0, spill_bw=0.0,
-                    conv_flops=q.get("conv_flops"), rng_rate=q.get("rng_rate"),
-                    first_touch_bw=q.get("first_touch_bw"), **common)
+                    conv_flops=q.get("conv_flops"), conv_bwd_flops=q.get("conv_bwd_flops"),
+                    rng_rate=q.get("rng_rate"),
+                    first_touch_bw=q.get("first_touch_bw"), attention_flops=q.get("attention_flops"),
+                    special_rate=q.get("special_rate"), optimizer_tensor_s=q.get("optimizer_tensor_s"),
+                    op_rates={k.removeprefix("rate_"): v for k, v in q.items() if k.startswith("rate_")},
+                    **common)
     if fam == "cpu":
         return System(name, fam, part.description, devices, device, power)
     domain = part.system.get("scale_up_domain", dev)

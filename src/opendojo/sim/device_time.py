@@ -7,7 +7,10 @@ For every op (vectorised over the table):
   unlike a cube-root "equivalent size"); convolutions use their own ``eff_conv_max`` (or the measured
   conv rate on the host) and their implicit-GEMM shape.
 * elementwise / normalisation / reductions: ``max(flops / vector_peak, bytes / (mem_bw · eff_mem_bw))``.
-* random-number generation: on the host it is compute-bound at the measured ``rng_rate``.
+* random-number generation: on the host it is compute-bound at the measured ``rng_rate``; so are
+  transcendental elementwise ops (GELU, SiLU, exp, …) at ``special_rate``, and the fused CPU attention
+  kernel runs at its own measured ``attention_flops``, far below the GEMM rate.
+* normalisation and pooling kernels on the host: their own measured element rates (``op_rates``).
 * dispatch: on the host every aten op (views too) costs ``op_overhead_s`` in series (eager PyTorch is
   synchronous); on a GPU a kernel lasts at least the launch floor; Dojo runs a compiled graph (zero).
 * first touch (host): fresh allocations of at least 32 MiB come from ``mmap`` (glibc's largest mmap
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from opendojo.hw.system import Device
-from opendojo.sim.ops import KIND
+from opendojo.sim.ops import KIND, RATED_OPS
 
 #: glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: larger blocks are always fresh mmap pages.
 MMAP_THRESHOLD_BYTES = 32 * 2**20
@@ -73,11 +76,20 @@ def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, famil
     shape_eff = np.where(kind == KIND["attention"], 1.0, shape_eff)
     peak = device.peak_flops[precision]
     conv_peak = device.conv_flops if device.conv_flops else peak * device.eff_conv_max
+    if device.conv_bwd_flops:
+        conv_peak = np.where(ops["phase"] == 1, device.conv_bwd_flops, conv_peak)
     rate = np.where(gemm, peak * device.eff_matmul_max, np.where(conv, conv_peak, device.vector_flops))
     rate = np.where(gemm | conv, rate * shape_eff, rate)
+    if device.attention_flops:
+        rate = np.where(kind == KIND["attention"], device.attention_flops, rate)
     t_compute = flops / rate
     if device.rng_rate:
         t_compute = np.where(kind == KIND["rng"], ops["rng"] / split / device.rng_rate, t_compute)
+    if device.special_rate:
+        t_compute = np.where(kind == KIND["special"], flops / device.special_rate, t_compute)
+    if device.op_rates:
+        rates = np.asarray([np.inf] + [device.op_rates.get(n, np.inf) for n in RATED_OPS])[ops["rated"]]
+        t_compute = np.where(ops["rated"] > 0, ops["elements"] / split / rates, t_compute)
     t_mem = nbytes / (device.mem_bw * device.eff_mem_bw)
     if device.first_touch_bw:
         out = ops["out_bytes"] * scale

@@ -16,7 +16,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
 #: Op kinds; the step-time model has one cost curve per kind.
-KINDS = ("matmul", "conv", "attention", "elementwise", "norm", "rng", "view", "scalar")
+KINDS = ("matmul", "conv", "attention", "elementwise", "norm", "rng", "view", "scalar", "special")
 KIND = {k: i for i, k in enumerate(KINDS)}
 
 _aten = torch.ops.aten
@@ -37,7 +37,20 @@ _VIEW = {_aten.view, _aten._unsafe_view, _aten.t, _aten.transpose, _aten.permute
          _aten.lift_fresh, _aten.empty, _aten.empty_like, _aten.empty_strided, _aten.new_empty_strided,
          _aten.new_empty, _aten._reshape_alias, _aten.unflatten, _aten.flatten, _aten.diagonal,
          _aten.narrow, _aten.view_as_real, _aten.view_as_complex, _aten.expand_as, _aten.reshape}
+#: Elementwise ops with a transcendental function per element: compute-bound on a CPU.
+_SPECIAL = {_aten.gelu, _aten.gelu_backward, _aten.silu, _aten.silu_backward, _aten.exp, _aten.log,
+            _aten.tanh, _aten.tanh_backward, _aten.sigmoid, _aten.sigmoid_backward, _aten.erf, _aten.sin,
+            _aten.cos, _aten.log_sigmoid_forward}
 _SCALAR = {_aten._local_scalar_dense, _aten.is_nonzero, _aten.sym_size, _aten.sym_numel}
+
+
+#: Ops whose throughput the host calibration measures individually (elements of the first input per
+#: second): normalisation and pooling kernels on a CPU run far from both the FLOP and the bandwidth roof.
+RATED_OPS = ("native_batch_norm", "native_batch_norm_backward", "native_layer_norm",
+             "native_layer_norm_backward",
+             "native_group_norm", "native_group_norm_backward", "max_pool2d_with_indices",
+             "max_pool2d_with_indices_backward")
+_RATED = {name: i + 1 for i, name in enumerate(RATED_OPS)}
 
 
 def _tensors(obj: object) -> list[torch.Tensor]:
@@ -94,7 +107,8 @@ def op_cost(func, args: tuple, kwargs: dict, out: object) -> dict[str, float]:
     out_bytes = 0 if inplace else sum(_nbytes(t) for t in outs)
     rec = {"kind": KIND["elementwise"], "flops": 0.0, "bytes": float(in_bytes + out_bytes + (
         sum(_nbytes(t) for t in outs) if inplace else 0)), "out_bytes": float(out_bytes),
-        "b": 1, "m": 0, "n": 0, "k": 0, "rng": 0.0}
+        "b": 1, "m": 0, "n": 0, "k": 0, "rng": 0.0, "rated": _RATED.get(packet.__name__, 0),
+        "elements": float(ins[0].numel() if ins else 0)}
     if packet in _VIEW:
         rec.update(kind=KIND["view"], bytes=0.0, out_bytes=0.0)
     elif packet in _SCALAR:
@@ -111,6 +125,8 @@ def op_cost(func, args: tuple, kwargs: dict, out: object) -> dict[str, float]:
         rec.update(kind=KIND["attention"], flops=_attention_flops(func, args, kwargs))
     elif packet in _RNG:
         rec.update(kind=KIND["rng"], rng=float(sum(t.numel() for t in outs) or sum(t.numel() for t in ins)))
+    elif packet in _SPECIAL:
+        rec.update(kind=KIND["special"], flops=float(max((t.numel() for t in outs), default=0)))
     elif packet in _NORM:
         first = ins[0] if ins else None
         rec.update(kind=KIND["norm"], bytes=rec["bytes"] + (_nbytes(first) if first is not None else 0),

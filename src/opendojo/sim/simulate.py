@@ -8,6 +8,8 @@ without activation recomputation) and the fastest one that fits memory wins. Fix
 
 from __future__ import annotations
 
+import math
+
 from opendojo.hw.system import PRECISIONS, System, load_system
 from opendojo.sim.catalog import load_workload
 from opendojo.sim.layout import Layout, parse_parallel
@@ -142,16 +144,18 @@ def _resolve(workload, system, nodes) -> tuple[Workload, System]:
 
 def _delivered_per_h100(w: Workload, batch: int, precision: str, peak_flops: float) -> float:
     """Samples/s per H100 on ``w`` at ``batch``: an H100 cluster of about the same peak, best layout."""
-    n = max(8, int(round(peak_flops / H100_PEAK_BF16 / 8)) * 8)
+    # A power of two near the equal-peak GPU count divides typical batches; grow it if the model won't fit.
+    n = 2 ** max(3, round(math.log2(max(peak_flops / H100_PEAK_BF16, 1.0))))
     h100 = load_system("h100-cluster-16k")
     last_error = None
-    for _ in range(8):
+    for n_try in (n, n // 2, n * 2, n * 4, n * 8):
+        if n_try < 8:
+            continue
         try:
-            est = best_step(w, h100.with_devices(n), batch, precision)
-            return batch / est.step_time_s / n
+            est = best_step(w, h100.with_devices(n_try), batch, precision)
+            return batch / est.step_time_s / n_try
         except ValueError as e:  # does not fit or does not divide: try a neighbouring size
             last_error = e
-            n *= 2
     raise ValueError(f"no H100 reference for {w.name!r} at batch {batch}: {last_error}")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from opendojo.hw.system import System
 from opendojo.sim.collectives import allreduce_time, group_link, intra_tile_link, p2p_time
-from opendojo.sim.device_time import BYTE_SCALE, table_time
+from opendojo.sim.device_time import BYTE_SCALE, PhaseTime, table_time
 from opendojo.sim.layout import Layout
 from opendojo.sim.workload import Workload
 
@@ -106,6 +106,9 @@ def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision:
         bwd = bwd + fwd
     shard = layout.tp * layout.pp * (layout.dp if layout.zero else 1)
     opt = table_time(ops, s.device, precision, fam, split=shard, mask=phase == 2)
+    if fam == "cpu" and s.device.optimizer_tensor_s:
+        # Eager AdamW is a Python loop over parameter tensors: its dispatch cost is measured per tensor.
+        opt = PhaseTime(opt.compute, opt.memory, w.param_tensors * s.device.optimizer_tensor_s)
     scale = BYTE_SCALE[precision]
     layers_here = w.layers / layout.pp
     # Tensor-parallel all-reduces: 4 per block (2 forward, 2 backward), each of [tokens, d_model].

@@ -36,7 +36,7 @@ from opendojo.sim.ops import op_cost
 
 #: Batch sizes of the two captures (batch 1 is avoided: size-1 dims take other code paths).
 _CAPTURE_BATCHES = (2, 4)
-_LINEAR = ("flops", "bytes", "out_bytes", "rng", "b", "m", "n", "k")
+_LINEAR = ("flops", "bytes", "out_bytes", "rng", "b", "m", "n", "k", "elements")
 PHASES = ("forward", "backward", "optimizer")
 
 
@@ -64,12 +64,14 @@ class Workload:
     sample: str = "sample"
     default_batch_per_device: int = 32
     default_global_batch: int | None = None
+    param_tensors: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def at(self, batch: float) -> dict[str, np.ndarray]:
         """Per-op values at batch ``batch`` (samples per device per micro-batch): ``{x: [n_ops]}``."""
         out = {x: self.ops[f"{x}0"] + self.ops[f"{x}1"] * batch for x in _LINEAR}
-        out.update(kind=self.ops["kind"], phase=self.ops["phase"], count=self.ops["count"])
+        out.update(kind=self.ops["kind"], phase=self.ops["phase"], count=self.ops["count"],
+                   rated=self.ops["rated"])
         return out
 
     def flops(self, batch: float) -> float:
@@ -179,7 +181,7 @@ def _adamw_template() -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
         tables.append(_table(rec.records, 1.0))
         names = tuple(rec.names)
     t1, t2 = tables
-    out = {"kind": t1["kind"], "phase": t1["phase"]}
+    out = {"kind": t1["kind"], "phase": t1["phase"], "rated": t1["rated"]}
     for x in _LINEAR:
         out[f"{x}1"] = (t2[x] - t1[x]) / 3072.0
         out[f"{x}0"] = t1[x] - out[f"{x}1"] * 1024.0
@@ -192,7 +194,8 @@ def _optimizer_table(model: nn.Module) -> tuple[tuple[str, ...], dict[str, np.nd
     ps = list({p.untyped_storage()._cdata: p for p in model.parameters() if p.requires_grad}.values())
     n, numel = len(ps), float(sum(p.numel() for p in ps))
     names, t = _adamw_template()
-    table = {"kind": t["kind"], "phase": t["phase"], "count": np.full(len(names), float(n))}
+    table = {"kind": t["kind"], "phase": t["phase"], "rated": t["rated"],
+             "count": np.full(len(names), float(n))}
     for x in _LINEAR:
         table[f"{x}0"] = t[f"{x}0"] + t[f"{x}1"] * (numel / max(n, 1))
         table[f"{x}1"] = np.zeros(len(names))
@@ -204,12 +207,13 @@ def _table(records: list[dict], count: float) -> dict[str, np.ndarray]:
     cols = {x: np.array([r[x] for r in records], dtype=np.float64) for x in _LINEAR}
     return {"kind": np.array([r["kind"] for r in records], dtype=np.int64),
             "phase": np.array([r["phase"] for r in records], dtype=np.int64),
+            "rated": np.array([r["rated"] for r in records], dtype=np.int64),
             "count": np.full(len(records), float(count)), **cols}
 
 
 def _linear_in_batch(rec1: list[dict], rec2: list[dict]) -> dict[str, np.ndarray]:
     t1, t2 = _table(rec1, 1.0), _table(rec2, 1.0)
-    out = {"kind": t1["kind"], "phase": t1["phase"], "count": t1["count"]}
+    out = {"kind": t1["kind"], "phase": t1["phase"], "count": t1["count"], "rated": t1["rated"]}
     lo, hi = _CAPTURE_BATCHES
     for x in _LINEAR:
         out[f"{x}1"] = (t2[x] - t1[x]) / (hi - lo)
@@ -262,8 +266,9 @@ def capture_scalable(name: str, build: Callable[[int, int], tuple[nn.Module, obj
         op_names = tuple(names[0]) + tuple(names[1])
         params, pbytes, obytes, act0, act1 = (w1 * a + w2 * b
                                               for a, b in zip(sizes[1], sizes[2], strict=True))
+    tensors = int(round(np.max(table["count"][table["phase"] == 2], initial=0.0)))
     return Workload(name, table, op_names, int(round(params)), pbytes, pbytes, obytes, act0, act1,
-                    layers=layers, **meta)
+                    layers=layers, param_tensors=tensors, **meta)
 
 
 def capture_module(model: nn.Module, inputs: object, *, name: str = "custom", batch: int | None = None,
@@ -281,7 +286,7 @@ def capture_module(model: nn.Module, inputs: object, *, name: str = "custom", ba
     batch = batch or (int(first.shape[0]) if first.dim() else 1)
     recs, names, act = _step_records(model, inputs)
     t = _table(recs, 1.0)
-    table = {"kind": t["kind"], "phase": t["phase"], "count": t["count"]}
+    table = {"kind": t["kind"], "phase": t["phase"], "count": t["count"], "rated": t["rated"]}
     for x in _LINEAR:
         table[f"{x}0"], table[f"{x}1"] = np.zeros_like(t[x]), t[x] / batch
     table["b0"], table["b1"] = t["b"], np.zeros_like(t["b"])  # matmul batch dims kept; m carries the batch
@@ -291,4 +296,6 @@ def capture_module(model: nn.Module, inputs: object, *, name: str = "custom", ba
     params, pbytes = _params(model)
     leaves = sum(1 for m in model.modules() if not list(m.children()) and any(True for _ in m.parameters()))
     meta.setdefault("layers", max(1, leaves))
-    return Workload(name, table, tuple(names), params, pbytes, pbytes, opt, 0.0, act / batch, **meta)
+    tensors = int(round(np.max(table["count"][table["phase"] == 2], initial=0.0)))
+    return Workload(name, table, tuple(names), params, pbytes, pbytes, opt, 0.0, act / batch,
+                    param_tensors=tensors, **meta)
