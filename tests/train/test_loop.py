@@ -32,7 +32,7 @@ def test_a_short_run_writes_metrics_checkpoints_plots_and_a_result(tmp_path, tin
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_00000004"]
     records = read_metrics(result.metrics_path)
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
-    assert [r["step"] for r in records if r["kind"] == "eval"] == [2, 4]
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [0, 2, 4]  # 0: the untrained net
     for key in ("occupancy_iou", "ade_m", "fde_m", "speed_mae_mps", "baseline_ade_m_zero"):
         assert key in result.final_metrics
     assert 0.0 <= result.final_metrics["occupancy_iou"] <= 1.0

@@ -302,6 +302,9 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress
         dynamic_ncols=True,
         desc=f"train {model_config_name(config)} {t.precision}",
     )
+    if start == 0:
+        # The untrained network (heads at the data's base rates) is the first baseline on every curve.
+        log.write({"kind": "eval", "step": 0, **_evaluate(model, data, config, ctx, precision)})
     run_t0 = time.perf_counter()
     window_t0, window_wait, window_steps, total_wait = run_t0, 0.0, 0, 0.0
     model.train()

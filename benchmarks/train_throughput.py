@@ -1,0 +1,183 @@
+"""Training throughput of the FSD network: samples/s, achieved FLOP/s and data-wait fraction.
+
+For each preset (``tiny``; ``base`` with ``--presets tiny,base``), each precision (fp32, bf16, dojo,
+dojo_lean) and 1 vs 2 processes, runs ``dojo train`` on synthetic data in a fresh subprocess and reads
+its metrics.jsonl: samples/s and the fraction of step time spent waiting on data are medians over the
+logged windows after the first (the first holds start-up). FLOPs per sample (forward + backward) are
+counted with ``torch.utils.flop_counter.FlopCounterMode`` on the FP32 network; achieved FLOP/s =
+FLOPs/sample × samples/s. Anchor measured in the same run: this machine's FP32 matmul rate (2048² mm),
+which gives the model-FLOP utilisation (MFU) column.
+
+    .venv/bin/python benchmarks/train_throughput.py [--presets tiny,base] [--steps 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from opendojo.models import fsd_net
+
+PRECISIONS = ("fp32", "bf16", "dojo", "dojo_lean")
+# Per preset: the data (synthetic, small enough to generate quickly), the global batch and steps.
+SETUPS = {
+    "tiny": {
+        "data": [
+            "data.synthetic_clips=12",
+            "data.synthetic_frames=32",
+            "data.cameras=3",
+            "data.image_size=64",
+            "data.frames_per_clip=4",
+        ],
+        "batch": 8,
+    },
+    "base": {
+        "data": [
+            "data.synthetic_clips=2",
+            "data.synthetic_frames=16",
+            "data.cameras=8",
+            "data.image_size=256",
+            "data.frames_per_clip=8",
+        ],
+        "batch": 2,
+    },
+}
+
+
+def matmul_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """Median FP32 matmul rate of an n×n×n product with ``threads`` threads, GFLOP/s."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        rates.append(2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    torch.set_num_threads(before)
+    return statistics.median(rates)
+
+
+def flops_per_sample(preset: str, cameras: int, frames: int, size: int) -> float:
+    """Forward + backward FLOPs of one sample (occupancy grid 32, 8 waypoints as the synthetic data)."""
+    model = fsd_net(preset, cameras=cameras, frames=frames, image_size=size, occupancy_grid=32, horizon=8)
+    x = torch.randn(1, cameras, frames, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        sum(v.float().mean() for v in out.values()).backward()
+    return float(counter.get_total_flops())
+
+
+def run(preset: str, precision: str, nproc: int, steps: int, cache: Path, work: Path) -> dict:
+    setup = SETUPS[preset]
+    out = work / f"{preset}-{precision}-{nproc}"
+    config = work / "empty.toml"
+    config.write_text("# all from --set\n")
+    log_every = max(1, steps // 5)
+    sets = [
+        *setup["data"],
+        f"train.batch_size={setup['batch']}",
+        f"train.log_every={log_every}",
+        "train.eval_every=0",
+        "train.checkpoint_every=0",
+        "train.eval_batches=1",
+        f'data.cache_dir="{cache}"',
+        f"model.preset={preset}",
+    ]
+    if nproc == 1:
+        sets.append(f"train.threads={torch.get_num_threads()}")
+    cmd = [
+        sys.executable,
+        "-m",
+        "opendojo.cli",
+        "train",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--precision",
+        precision,
+        "--nproc",
+        str(nproc),
+        "--no-progress",
+        *[f"--set={s}" for s in sets],
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    windows = [r for r in records if r["kind"] == "train"][1:] or [r for r in records if r["kind"] == "train"]
+    return {
+        "samples_per_s": statistics.median(r["samples_per_s"] for r in windows),
+        "data_wait": statistics.median(r["data_wait_fraction"] for r in windows),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="tiny", help="comma-separated presets (tiny, base)")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--nprocs", default="1,2")
+    parser.add_argument("--steps", type=int, default=25, help="steps per run (base: use 3-4)")
+    args = parser.parse_args()
+    presets = args.presets.split(",")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"# FSD training throughput — {now}")
+    print(
+        f"# machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"python {platform.python_version()}; shared machine: compare rows of this run only"
+    )
+    mm1, mm2 = matmul_gflops(1), matmul_gflops(max(2, torch.get_num_threads()))
+    print(f"# anchor: FP32 matmul 2048^3: {mm1:.1f} GFLOP/s on 1 thread, {mm2:.1f} GFLOP/s on all threads")
+    print()
+    print(
+        "| preset | precision | processes | samples/s | GFLOP/sample | achieved GFLOP/s | MFU vs matmul "
+        "| data wait |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cache = Path(os.environ.get("OPENDOJO_CACHE", "~/.cache/opendojo")).expanduser()
+        for preset in presets:
+            setup = SETUPS[preset]
+            opts = dict(s.split("=") for s in setup["data"])
+            gflop = (
+                flops_per_sample(
+                    preset,
+                    int(opts["data.cameras"]),
+                    int(opts["data.frames_per_clip"]),
+                    int(opts["data.image_size"]),
+                )
+                / 1e9
+            )
+            for precision in args.precisions.split(","):
+                for nproc in (int(n) for n in args.nprocs.split(",")):
+                    r = run(preset, precision, nproc, args.steps, cache, work)
+                    if "error" in r:
+                        print(f"| {preset} | {precision} | {nproc} | failed: {r['error']} | | | | |")
+                        continue
+                    achieved = gflop * r["samples_per_s"]
+                    print(
+                        f"| {preset} | {precision} | {nproc} | {r['samples_per_s']:.1f} | {gflop:.2f} | "
+                        f"{achieved:.1f} | {achieved / mm2:.0%} | {r['data_wait']:.1%} |",
+                        flush=True,
+                    )
+
+
+if __name__ == "__main__":
+    main()
