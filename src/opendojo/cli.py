@@ -18,8 +18,70 @@ def _cmd_version(args: argparse.Namespace) -> int:
 
 
 # --- numerics -------------------------------------------------------------------------------
+def _numerics_bias_arg(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 63:
+        raise argparse.ArgumentTypeError(f"bias must be an integer in 0..63, got {value}")
+    return value
+
+
+def _numerics_format(name: str):
+    """The format named ``name``; a ValueError (listing the choices) becomes a clean CLI error."""
+    from opendojo.numerics import get_format
+
+    try:
+        return get_format(name)
+    except ValueError as e:
+        sys.exit(f"dojo numerics: error: --format: {e}")
+
+
+def _cmd_numerics_formats(args: argparse.Namespace) -> int:
+    from opendojo.numerics.tables import formats_table
+
+    print(formats_table())
+    return 0
+
+
+def _cmd_numerics_table(args: argparse.Namespace) -> int:
+    from opendojo.numerics.tables import value_table
+
+    fmt = _numerics_format(args.format)
+    print(value_table(fmt, fmt.default_bias if args.bias is None else args.bias))
+    return 0
+
+
+def _cmd_numerics_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from opendojo.numerics import Flags, decode, encode
+    from opendojo.numerics.tables import describe_codes
+
+    fmt = _numerics_format(args.format)
+    bias = fmt.default_bias if args.bias is None else args.bias
+    x = np.array(args.values, dtype=np.float64)
+    flags = Flags()
+    codes = encode(x, fmt, bias, args.rounding, seed=args.seed, flags=flags)
+    print(describe_codes(x, codes, decode(codes, fmt, bias)))
+    print("flags: " + ", ".join(f"{k}={v}" for k, v in flags.as_dict().items()))
+    return 0
+
+
 def _add_numerics(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("numerics", help="the CFloat formats: value tables, encoding")
+    nsub = p.add_subparsers(dest="numerics_command", metavar="SUBCOMMAND", required=True)
+    q = nsub.add_parser("formats", help="list the CFloat formats and their ranges at the default bias")
+    q.set_defaults(func=_cmd_numerics_formats)
+    q = nsub.add_parser("table", help="print every value of a format at a bias")
+    q.add_argument("--format", default="cfloat8_1_4_3", help="format name (see `dojo numerics formats`)")
+    q.add_argument("--bias", type=_numerics_bias_arg, default=None, help="0..63 (default: the format's)")
+    q.set_defaults(func=_cmd_numerics_table)
+    q = nsub.add_parser("encode", help="round numbers into a format and show codes, values and flags")
+    q.add_argument("values", type=float, nargs="+", help="numbers to encode (float64, rounded directly)")
+    q.add_argument("--format", default="cfloat8_1_4_3", help="format name (see `dojo numerics formats`)")
+    q.add_argument("--bias", type=_numerics_bias_arg, default=None, help="0..63 (default: the format's)")
+    q.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic", "toward_zero"])
+    q.add_argument("--seed", type=int, default=0, help="stochastic-rounding seed (default 0)")
+    q.set_defaults(func=_cmd_numerics_encode)
 
 
 # --- data -----------------------------------------------------------------------------------

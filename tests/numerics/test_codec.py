@@ -205,3 +205,25 @@ def test_out_arguments_are_written_and_checked():
         decode(torch.from_numpy(codes), CFLOAT8_1_4_3, 7, out=torch.empty(2000)[::2])
     with pytest.raises(TypeError, match="out must be a torch.Tensor"):
         fake_quantize(torch.from_numpy(x), CFLOAT8_1_4_3, 7, out=values)
+
+
+def test_public_api_on_the_torch_ops_path_equals_the_c_path(monkeypatch):
+    """What CUDA tensors and compiler-less installs run: the same public calls, forced onto torch ops."""
+    from opendojo.numerics import _native
+
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal(600_000) * np.exp2(rng.integers(-20, 12, 600_000))).astype(np.float32)
+    x[:4] = [np.nan, np.inf, 1e-45, -3e38]
+    runs = []
+    for native in (True, False):
+        if not native:
+            monkeypatch.setattr(_native, "AVAILABLE", False)
+        f = Flags()
+        codes = encode(x, CFLOAT8_1_5_2, 18, "stochastic", seed=4, flags=f)  # several CPU chunks
+        fq = fake_quantize(torch.from_numpy(x).to(torch.bfloat16), CFLOAT16_SHP, 20, flags=f)
+        out = np.empty(x.shape, np.float32)
+        dec = decode(codes, CFLOAT8_1_5_2, 18, out=out)
+        runs.append((codes, fq, dec, f.as_dict()))
+    (c1, q1, d1, f1), (c2, q2, d2, f2) = runs
+    assert np.array_equal(c1, c2) and torch.equal(q1, q2) and np.array_equal(d1, d2)
+    assert f1 == f2 and f1["invalid"] == 2

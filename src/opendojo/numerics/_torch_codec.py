@@ -98,3 +98,26 @@ def encode_flat(
         "underflow": int(underflow.sum()),
     }
     return code, counts
+
+
+# On CPU, int64 temporaries of a whole large array would be page-fault bound; chunks stay in cache.
+# The random bits depend on the flat index only, so chunking never changes a code.
+_CPU_CHUNK = 1 << 18
+
+
+def encode_torch(x: torch.Tensor, fmt: CFloatFormat, bias: int, rounding: str, seed: int | None,
+                 flags_counts: dict[str, int] | None) -> torch.Tensor:
+    """Codes (int64, x's shape) of any float tensor; adds flag counts into ``flags_counts`` if given."""
+    flat = x.reshape(-1)
+    n = flat.numel()
+    step = _CPU_CHUNK if flat.device.type == "cpu" else max(n, 1)
+    parts = []
+    for start in range(0, n, step):
+        codes, counts = encode_flat(flat[start : start + step], fmt, bias, rounding, seed,
+                                    flags_counts is not None, index_offset=start)
+        parts.append(codes)
+        if flags_counts is not None:
+            for k, v in counts.items():
+                flags_counts[k] = flags_counts.get(k, 0) + v
+    codes = torch.cat(parts) if len(parts) != 1 else parts[0]
+    return codes.reshape(x.shape) if n else torch.zeros(x.shape, dtype=torch.int64, device=x.device)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from opendojo.numerics import _native
-from opendojo.numerics._torch_codec import encode_flat
+from opendojo.numerics._torch_codec import encode_torch
 from opendojo.numerics.flags import Flags
 from opendojo.numerics.formats import CFloatFormat, check_bias, get_format
 from opendojo.numerics.reference import ROUNDINGS
@@ -155,8 +155,8 @@ def encode(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", see
                              flags_of=_dtype_name(t) if flags is not None else None)
     else:
         tt = t if isinstance(t, torch.Tensor) else _torch_view(t)
-        codes, counts = encode_flat(tt.reshape(-1), fmt, bias, rounding, seed, flags is not None)
-        codes = codes.to(_TORCH_CODE[fmt.bits]).reshape(tt.shape)
+        counts = {} if flags is not None else None
+        codes = encode_torch(tt, fmt, bias, rounding, seed, counts).to(_TORCH_CODE[fmt.bits])
         if isinstance(out, torch.Tensor):
             out.copy_(codes)
         else:
@@ -241,8 +241,9 @@ def fake_quantize(x, fmt: CFloatFormat | str, bias: int, rounding: str = "neares
                 out[...] = dst
     else:
         tt = t if isinstance(t, torch.Tensor) else _torch_view(t)
-        codes, counts = encode_flat(tt.reshape(-1), fmt, bias, rounding, seed, flags is not None)
-        values = _decode_table_torch(fmt, bias, tt.device)[codes].reshape(tt.shape).to(tt.dtype)
+        counts = {} if flags is not None else None
+        codes = encode_torch(tt, fmt, bias, rounding, seed, counts)
+        values = _decode_table_torch(fmt, bias, tt.device)[codes].to(tt.dtype)
         if isinstance(out, torch.Tensor):
             out.copy_(values)
         else:

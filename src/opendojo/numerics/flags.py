@@ -32,7 +32,7 @@ class Flags:
 
     def _accumulate(self, counts: dict[str, int]) -> None:
         for name in FLAG_NAMES:
-            setattr(self, name, getattr(self, name) + int(counts[name]))
+            setattr(self, name, getattr(self, name) + int(counts.get(name, 0)))
 
     def __bool__(self) -> bool:
         """True when any flag is raised."""
