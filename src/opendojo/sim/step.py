@@ -1,6 +1,7 @@
 """The step-time model: one training step of a workload under a parallel layout on a system.
 
-Per micro-batch, one pipeline stage runs ``1/pp`` of the forward and backward ops, each split ``tp``
+Per micro-batch, the slowest pipeline stage runs ``ceil(L/pp)`` blocks plus the output head and loss
+(other workloads: ``1/pp`` of the ops) of the forward and backward passes, each op split ``tp``
 ways (:func:`opendojo.sim.device_time.table_time`), plus its tensor-parallel all-reduces (Megatron:
 two per block forward, two backward, on the critical path) and its stage-boundary sends. A 1F1B
 pipeline of ``m`` micro-batches takes ``(m + pp − 1)`` micro-batch times; the ``pp − 1`` extra are the
@@ -16,6 +17,7 @@ dies, which costs tensor-parallel-like all-reduces on the D1 edge links (transfo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +83,22 @@ def memory_per_device(w: Workload, layout: Layout, precision: str, microbatches:
     }
 
 
+def _stage_time(w: Workload, ops: dict, s: System, precision: str, layout: Layout, mask) -> PhaseTime:
+    """Time of the slowest pipeline stage for the ops in ``mask``, per micro-batch.
+
+    For a stack of blocks the stages hold ``ceil(L / pp)`` blocks and one of them also the non-block
+    ops (the output head and loss dominate them; the embedding is a lookup): the pipeline runs at that
+    stage's pace. Other workloads are assumed to split evenly."""
+    total = table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask)
+    group = ops["group"]
+    if layout.pp == 1 or not np.any(group > 0) or w.layers < 2:
+        return total.scaled(1 / layout.pp)
+    base_ops = dict(ops, count=np.where(group == 1, 2.0, np.where(group == 2, -1.0, ops["count"])))
+    base = table_time(base_ops, s.device, precision, s.family, split=layout.tp, mask=mask)
+    per_block = (total + base.scaled(-1.0)).scaled(1.0 / w.layers)
+    return per_block.scaled(math.ceil(w.layers / layout.pp)) + base
+
+
 def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision: str) -> StepEstimate:
     """Predict one step of ``w`` on ``s`` with ``layout`` at global ``batch`` (samples) and ``precision``."""
     if layout.devices != s.devices:
@@ -100,8 +118,8 @@ def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision:
     ops = w.at(u)
     phase = ops["phase"]
     fam = s.family
-    fwd = table_time(ops, s.device, precision, fam, split=layout.tp, mask=phase == 0).scaled(1 / layout.pp)
-    bwd = table_time(ops, s.device, precision, fam, split=layout.tp, mask=phase == 1).scaled(1 / layout.pp)
+    fwd = _stage_time(w, ops, s, precision, layout, phase == 0)
+    bwd = _stage_time(w, ops, s, precision, layout, phase == 1)
     if layout.recompute:
         bwd = bwd + fwd
     shard = layout.tp * layout.pp * (layout.dp if layout.zero else 1)

@@ -14,8 +14,11 @@ Two tricks keep big models cheap and let one capture serve any batch and depth:
   remain). This is exact when the blocks are identical, which they are in the reference GPTs.
 
 The op table is a dict of numpy columns, each ``[n_ops]``: ``kind``, ``phase`` (0 forward, 1 backward,
-2 optimizer), ``count``, and ``<x>0``/``<x>1`` for ``x`` in flops (FLOP), bytes (B), out_bytes (B of fresh
-allocations), rng (random elements), b/m/n/k (matmul batch and shape).
+2 optimizer), ``count``, ``group`` (depth-extrapolated tables: 1 or 2, the capture an op came from; the
+counts ``2, −1`` for groups 1, 2 give the model with zero blocks — embedding, head and loss), ``rated``
+(index of a host-calibrated kernel, 0 if none), and ``<x>0``/``<x>1`` for ``x`` in flops (FLOP), bytes
+(B), out_bytes (B of fresh allocations), rng (random elements), b/m/n/k (matmul batch and shape),
+elements (of the first input).
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class Workload:
         """Per-op values at batch ``batch`` (samples per device per micro-batch): ``{x: [n_ops]}``."""
         out = {x: self.ops[f"{x}0"] + self.ops[f"{x}1"] * batch for x in _LINEAR}
         out.update(kind=self.ops["kind"], phase=self.ops["phase"], count=self.ops["count"],
-                   rated=self.ops["rated"])
+                   rated=self.ops["rated"], group=self.ops.get("group", np.zeros(len(self.ops["kind"]))))
         return out
 
     def flops(self, batch: float) -> float:
@@ -262,6 +265,8 @@ def capture_scalable(name: str, build: Callable[[int, int], tuple[nn.Module, obj
         params, pbytes, obytes, act0, act1 = sizes[depths[0]]
     else:
         w1, w2 = 2.0 - layers, layers - 1.0
+        parts[0]["group"] = np.full(len(parts[0]["kind"]), 1.0)  # ops of the 1-block capture
+        parts[1]["group"] = np.full(len(parts[1]["kind"]), 2.0)  # ops of the 2-block capture
         table = _concat([(parts[0], w1), (parts[1], w2)])
         op_names = tuple(names[0]) + tuple(names[1])
         params, pbytes, obytes, act0, act1 = (w1 * a + w2 * b
