@@ -7,11 +7,17 @@ extrapolated to their depth (see :mod:`opendojo.sim.workload`).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import json
+import os
+import tempfile
+from dataclasses import fields
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from opendojo.sim.workload import Workload, capture_module, capture_scalable
@@ -93,11 +99,69 @@ def _fsd(name: str) -> Workload:
 
 @cache
 def load_workload(name: str) -> Workload:
-    """A built-in workload by name, or ``path.py:function`` returning ``(model, example_inputs)``."""
+    """A built-in workload by name, or ``path.py:function`` returning ``(model, example_inputs)``.
+
+    Built-in captures are cached on disk (``cache_dir()/workloads``), keyed by the torch version and the
+    source of the model and capture code, so a changed model is captured again."""
     if not isinstance(name, str):
         raise TypeError(f"workload must be a name (str) or a Workload, got {type(name).__name__}")
     if ".py:" in name:
         return _from_factory(name)
+    if name not in list_workloads():
+        raise ValueError(f"unknown workload {name!r}; valid: {', '.join(list_workloads())} "
+                         f"or path.py:function")
+    path = _cache_path(name)
+    if path is not None and path.is_file():
+        try:
+            return _read_cached(path)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is simply captured again
+    w = _capture_builtin(name)
+    if path is not None:
+        _write_cached(w, path)
+    return w
+
+
+def _cache_path(name: str) -> Path | None:
+    sources = ["sim/ops.py", "sim/workload.py", "sim/catalog.py", "models/reference_gpt.py",
+               "models/reference_vision.py", "models/reference_unet.py", "models/fsd.py"]
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(f"{name}|{torch.__version__}".encode())
+    for rel in sources:
+        p = root / rel
+        if p.is_file():
+            h.update(p.read_bytes())
+    try:
+        from opendojo.hw.system import cache_dir
+
+        return cache_dir() / "workloads" / f"{name}-{h.hexdigest()[:16]}.npz"
+    except OSError:
+        return None
+
+
+def _write_cached(w: Workload, path: Path) -> None:
+    meta = {f.name: getattr(w, f.name) for f in fields(w) if f.name not in ("ops", "op_names")}
+    meta["notes"] = list(w.notes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, __meta__=np.array(json.dumps(meta)), __names__=np.array(w.op_names), **w.ops)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # caching is an optimisation; a read-only home still works
+
+
+def _read_cached(path: Path) -> Workload:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["__meta__"]))
+        names = tuple(str(n) for n in z["__names__"])
+        ops = {k: z[k] for k in z.files if not k.startswith("__")}
+    meta["notes"] = tuple(meta.get("notes", ()))
+    return Workload(ops=ops, op_names=names, **meta)
+
+
+def _capture_builtin(name: str) -> Workload:
     if name in _gpt_names():
         return _gpt(name)
     if name in _VISION:
@@ -106,7 +170,7 @@ def load_workload(name: str) -> Workload:
         return _unet()
     if name in (f"fsd-{p}" for p in _FSD_PRESETS):
         return _fsd(name)
-    raise ValueError(f"unknown workload {name!r}; valid: {', '.join(list_workloads())} or path.py:function")
+    raise ValueError(f"unknown workload {name!r}")
 
 
 def _from_factory(spec: str) -> Workload:

@@ -14,7 +14,7 @@ from opendojo.hw.system import PRECISIONS, System, load_system
 from opendojo.sim.catalog import load_workload
 from opendojo.sim.layout import Layout, parse_parallel
 from opendojo.sim.result import SimResult
-from opendojo.sim.step import StepEstimate, estimate_step, memory_per_device
+from opendojo.sim.step import USABLE_MEMORY, StepEstimate, estimate_step, memory_per_device
 from opendojo.sim.workload import Workload
 
 H100_PEAK_BF16 = 989.4e12  # FLOP/s, NVIDIA H100 SXM datasheet (hw/specs/h100.toml)
@@ -106,24 +106,29 @@ def best_step(w: Workload, s: System, batch: int, precision: str, parallel=None)
     cands = _candidates(w, s, batch, fixed)
     if not cands:
         raise ValueError(_explain_no_layout(w, s, batch, fixed))
-    best, smallest = None, None
+    best, smallest, memo = None, None, {}
+    capacity = s.device.mem_bytes * USABLE_MEMORY[s.family] + s.device.spill_bytes
     for layout in cands:
-        est = estimate_step(w, s, layout, batch, precision)
-        need = sum(est.memory.values())
-        if smallest is None or need < sum(smallest.memory.values()):
-            smallest = est
+        # Memory first (cheap): a layout that cannot fit is never timed.
+        mem = memory_per_device(w, layout, precision, batch // layout.dp // layout.microbatch)
+        need = sum(mem.values())
+        if smallest is None or need < smallest[1]:
+            smallest = (layout, need, mem)
+        if need > capacity:
+            continue
+        est = estimate_step(w, s, layout, batch, precision, memo)
         if est.fits and (best is None or est.step_time_s < best.step_time_s):
             best = est
     if best is None:
-        mem = smallest.memory
+        layout, _, mem = smallest
         where = ("SRAM + its share of DIP HBM" if s.family == "dojo" else
                  "HBM" if s.family == "gpu" else "RAM")
         raise ValueError(
             f"{w.name!r} fits nowhere on {s.name!r} ({s.devices} x {s.device.name}) at batch {batch}, "
-            f"{precision}: the leanest layout ({smallest.layout.describe()}) needs "
+            f"{precision}: the leanest layout ({layout.describe()}) needs "
             f"{sum(mem.values()) / 1e9:.3g} GB per device (" +
             ", ".join(f"{k} {v / 1e9:.3g} GB" for k, v in mem.items() if v) +
-            f") but a device has {smallest.capacity_bytes / 1e9:.3g} GB of {where}; use more devices "
+            f") but a device has {capacity / 1e9:.3g} GB of {where}; use more devices "
             f"(--nodes) or a smaller batch")
     return best
 

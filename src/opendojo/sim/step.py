@@ -83,12 +83,19 @@ def memory_per_device(w: Workload, layout: Layout, precision: str, microbatches:
     }
 
 
-def _stage_time(w: Workload, ops: dict, s: System, precision: str, layout: Layout, mask) -> PhaseTime:
+def _stage_time(w: Workload, ops: dict, s: System, precision: str, layout: Layout, mask,
+                memo: dict | None = None, key: object = None) -> PhaseTime:
     """Time of the slowest pipeline stage for the ops in ``mask``, per micro-batch.
 
     For a stack of blocks the stages hold ``ceil(L / pp)`` blocks and one of them also the non-block
     ops (the output head and loss dominate them; the embedding is a lookup): the pipeline runs at that
-    stage's pace. Other workloads are assumed to split evenly."""
+    stage's pace. Other workloads are assumed to split evenly. ``memo`` caches table times across the
+    layouts of one search (they depend only on micro-batch, tp and the ops selected)."""
+    if memo is not None:
+        mkey = (key, layout.microbatch, layout.tp, layout.pp)
+        if mkey not in memo:
+            memo[mkey] = _stage_time(w, ops, s, precision, layout, mask)
+        return memo[mkey]
     total = table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask)
     group = ops["group"]
     if layout.pp == 1 or not np.any(group > 0) or w.layers < 2:
@@ -99,8 +106,11 @@ def _stage_time(w: Workload, ops: dict, s: System, precision: str, layout: Layou
     return per_block.scaled(math.ceil(w.layers / layout.pp)) + base
 
 
-def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision: str) -> StepEstimate:
-    """Predict one step of ``w`` on ``s`` with ``layout`` at global ``batch`` (samples) and ``precision``."""
+def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision: str,
+                  memo: dict | None = None) -> StepEstimate:
+    """Predict one step of ``w`` on ``s`` with ``layout`` at global ``batch`` (samples) and ``precision``.
+
+    ``memo``: a dict shared by the calls of one layout search (same workload, system and precision)."""
     if layout.devices != s.devices:
         raise ValueError(f"parallel layout dp*tp*pp = {layout.dp}*{layout.tp}*{layout.pp} = {layout.devices} "
                          f"does not match the {s.devices} devices of {s.name!r}")
@@ -115,15 +125,26 @@ def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision:
     if layout.vp > 1 and (m % layout.pp or layout.pp * layout.vp > w.layers):
         raise ValueError(f"vp={layout.vp} needs the micro-batch count ({m}) to be a multiple of "
                          f"pp={layout.pp} and pp*vp <= {w.layers} blocks")
-    ops = w.at(u)
+    if memo is not None and ("ops", u) in memo:
+        ops = memo[("ops", u)]
+    else:
+        ops = w.at(u)
+        if memo is not None:
+            memo[("ops", u)] = ops
     phase = ops["phase"]
     fam = s.family
-    fwd = _stage_time(w, ops, s, precision, layout, phase == 0)
-    bwd = _stage_time(w, ops, s, precision, layout, phase == 1)
+    fwd = _stage_time(w, ops, s, precision, layout, phase == 0, memo, "fwd")
+    bwd = _stage_time(w, ops, s, precision, layout, phase == 1, memo, "bwd")
     if layout.recompute:
         bwd = bwd + fwd
     shard = layout.tp * layout.pp * (layout.dp if layout.zero else 1)
-    opt = table_time(ops, s.device, precision, fam, split=shard, mask=phase == 2)
+    okey = ("opt", u, shard)
+    if memo is not None and okey in memo:
+        opt = memo[okey]
+    else:
+        opt = table_time(ops, s.device, precision, fam, split=shard, mask=phase == 2)
+        if memo is not None:
+            memo[okey] = opt
     if fam == "cpu" and s.device.optimizer_tensor_s:
         # Eager AdamW is a Python loop over parameter tensors: its dispatch cost is measured per tensor.
         opt = PhaseTime(opt.compute, opt.memory, w.param_tensors * s.device.optimizer_tensor_s)
