@@ -34,9 +34,13 @@ def test_peak_h100_equivalents_of_an_exapod():
     assert r.h100_equivalents["definition"].startswith("delivered")
 
 
-def test_delivered_h100_equivalents_of_an_h100_cluster_is_about_its_size():
-    r = simulate("gpt-1.3b", "h100-cluster-1k", batch=1024)
-    assert r.h100_equivalents["value"] == pytest.approx(1024, rel=0.1)
+def test_delivered_h100_equivalents_of_an_h100_cluster_is_at_most_its_size():
+    # The reference is the H100 at its best among nearby cluster sizes, so a cluster scores <= its size,
+    # and exactly its size when it is itself the best setup.
+    r = simulate("gpt-13b", "h100-cluster-1k", batch=1024)
+    assert 0.5 * 1024 < r.h100_equivalents["value"] <= 1024 * 1.001
+    r = simulate("gpt-125m", "h100-dgx", batch=64)
+    assert r.h100_equivalents["value"] <= 8 * 1.001
 
 
 def test_more_gpus_are_faster_but_less_efficient():

@@ -148,6 +148,11 @@ def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision:
     if fam == "cpu" and s.device.optimizer_tensor_s:
         # Eager AdamW is a Python loop over parameter tensors: its dispatch cost is measured per tensor.
         opt = PhaseTime(opt.compute, opt.memory, w.param_tensors * s.device.optimizer_tensor_s)
+    elif fam == "gpu":
+        # On CUDA, PyTorch's default AdamW is the multi-tensor (foreach) one: one launch per template op
+        # for all tensors, not one per tensor.
+        n_template = int(np.sum(phase == 2))
+        opt = PhaseTime(opt.compute, opt.memory, n_template * s.device.op_overhead_s)
     scale = BYTE_SCALE[precision]
     layers_here = w.layers / layout.pp
     # Tensor-parallel all-reduces: 4 per block (2 forward, 2 backward), each of [tokens, d_model].
