@@ -144,3 +144,15 @@ def test_resume_state_from_a_different_order_is_refused(dataset):
     state = ClipDataset(dataset, seed=1).state_dict(samples_seen=2)
     with pytest.raises(ValueError, match="state_dict\\['seed'\\]=1"):
         ClipDataset(dataset, seed=2).load_state_dict(state)
+
+
+def test_collate_clips_matches_default_collate(dataset):
+    from torch.utils.data import default_collate
+
+    from opendojo.data import collate_clips
+
+    samples = list(ClipDataset(dataset, frames_per_clip=8, seed=1))[:3]
+    a, b = collate_clips(samples), default_collate(samples)
+    assert a.keys() == b.keys() and a["clip_id"] == b["clip_id"]
+    assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["start_frame"], b["start_frame"])
+    assert all(torch.equal(a["labels"][k], b["labels"][k]) for k in b["labels"])

@@ -11,7 +11,7 @@ from opendojo.data.dataset import ClipDataset
 from opendojo.data.index import load_index, query, stats
 from opendojo.data.ingest import IngestFailure, IngestReport, ingest
 from opendojo.data.labels import LABEL_SCHEMA, read_sidecar, write_sidecar
-from opendojo.data.loader import ClipLoader
+from opendojo.data.loader import ClipLoader, collate_clips
 from opendojo.data.shard import ShardError
 from opendojo.data.synth import synth
 
@@ -22,6 +22,7 @@ __all__ = [
     "IngestFailure",
     "IngestReport",
     "ShardError",
+    "collate_clips",
     "ensure_synthetic_dataset",
     "ingest",
     "load_index",

@@ -44,8 +44,7 @@ class CutSource:
     path: Path
     sha256: str
     fps: float
-    width: int
-    height: int
+    sizes: list[tuple[int, int]]  # (height, width) of each camera stream in the source
     cameras: list[str]
     clips: list[CutClip]
     tags: list[str]
@@ -232,13 +231,11 @@ def cut_source(
             if labels is not None:
                 clip.labels = {name: np.ascontiguousarray(v[a:b]) for name, v in labels.items()}
             clips.append(clip)
-        first = streams[0]
         return CutSource(
             path,
             sha256,
             fps,
-            first.codec_context.width,
-            first.codec_context.height,
+            [(st.codec_context.height, st.codec_context.width) for st in streams],
             names,
             clips,
             sorted(set((tags or []) + extra_tags)),

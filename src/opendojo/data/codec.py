@@ -18,25 +18,6 @@ import numpy as np
 DEFAULT_CRF = 23
 
 
-def rgb_to_yuv420(rgb: np.ndarray) -> np.ndarray:
-    """``[H, W, 3]`` uint8 RGB to a planar ``[H * 3 // 2, W]`` yuv420p array (BT.601, limited range).
-
-    Done in numpy rather than swscale so it is deterministic and single-threaded; ``H`` and ``W``
-    must be even.
-    """
-    f = rgb.astype(np.float32)
-    r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    y = 16.0 + 0.2568 * r + 0.5041 * g + 0.0979 * b
-    u = 128.0 - 0.1482 * r - 0.2910 * g + 0.4392 * b
-    v = 128.0 + 0.4392 * r - 0.3678 * g - 0.0714 * b
-    h, w = y.shape
-
-    def sub(c: np.ndarray) -> np.ndarray:
-        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).reshape(h // 4, w)
-
-    return np.clip(np.rint(np.concatenate([y, sub(u), sub(v)], axis=0)), 0, 255).astype(np.uint8)
-
-
 def add_h264_stream(
     container: av.container.OutputContainer,
     *,
@@ -66,12 +47,13 @@ def open_output(file: io.BytesIO | str, fmt: str = "mp4") -> av.container.Output
     return out
 
 
-def decode_rgb(
-    data: bytes, *, max_frames: int | None = None, size: tuple[int, int] | None = None
-) -> np.ndarray:
+def decode_rgb(data: bytes, *, max_frames: int | None = None, size: tuple[int, int] | None = None,
+               out: np.ndarray | None = None) -> np.ndarray:
     """Decode a single-stream clip to ``[T, H, W, 3]`` uint8 RGB with one thread.
 
     ``size=(H, W)`` resizes during colour conversion (bilinear); ``max_frames`` stops decoding early.
+    ``out`` (``[>= T, H, W, 3]`` uint8) receives the frames without an extra copy; the filled part is
+    returned.
     """
     with av.open(io.BytesIO(data), "r") as c:
         stream = c.streams.video[0]
@@ -80,11 +62,19 @@ def decode_rgb(
         kw: dict = {"format": "rgb24", "threads": 1}
         if size is not None:
             kw.update(height=int(size[0]), width=int(size[1]), interpolation="BILINEAR")
-        frames = []
+        frames, n = [], 0
+        limit = max_frames if out is None else min(len(out), max_frames or len(out))
         for frame in c.decode(stream):
-            frames.append(frame.to_ndarray(**kw))
-            if max_frames is not None and len(frames) >= max_frames:
+            arr = frame.to_ndarray(**kw)
+            if out is None:
+                frames.append(arr)
+            elif arr.shape != out.shape[1:]:
+                raise ValueError(f"clip frames are {arr.shape}, expected {out.shape[1:]}")
+            else:
+                out[n] = arr
+            n += 1
+            if limit is not None and n >= limit:
                 break
-    if not frames:
+    if n == 0:
         raise ValueError("clip decodes to no frames")
-    return np.stack(frames)
+    return out[:n] if out is not None else np.stack(frames)

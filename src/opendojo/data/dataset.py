@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import OrderedDict
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +39,8 @@ from opendojo.data.order import epoch_order, rank_positions, worker_positions
 from opendojo.data.shard import ShardReader, join
 
 SPLITS = ("train", "eval")
+_COLUMNS = ("clip_id", "camera", "camera_index", "source", "source_sha256", "start_frame", "frames", "width",
+            "height", "shard", "member", "offset", "size", "labels_member", "labels_offset", "labels_size")
 
 
 def _positive(name: str, value: object) -> int:
@@ -120,24 +121,7 @@ class ClipDataset(IterableDataset):
             raise ValueError(f"split_by={split_by!r}: must be 'source' or 'clip'")
         self.size, self.seed, self.shuffle = size, int(seed), bool(shuffle)
         self.batch_size = _positive("batch_size", batch_size)
-        cols = table.select(
-            [
-                "clip_id",
-                "camera",
-                "camera_index",
-                "source",
-                "source_sha256",
-                "start_frame",
-                "frames",
-                "shard",
-                "member",
-                "offset",
-                "size",
-                "labels_member",
-                "labels_offset",
-                "labels_size",
-            ]
-        ).to_pylist()
+        cols = table.select(list(_COLUMNS)).to_pylist()
         clips: dict[str, dict[str, dict]] = {}
         for r in cols:
             clips.setdefault(r["clip_id"], {})[r["camera"]] = r
@@ -243,17 +227,22 @@ class ClipDataset(IterableDataset):
         return clip_of[mine], window[mine], mine, start
 
     # -- reading -------------------------------------------------------------------------------------
-    def _decode(self, clip: list[dict], upto: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _decode(self, clip: list[dict], upto: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
         if self._reader is None or self._reader_pid != os.getpid():
             # a forked DataLoader worker inherits the parent's handles, whose file offsets are shared
             self._reader, self._reader_pid = ShardReader(), os.getpid()
-        frames = []
-        for r in clip:
+        h, w = self.size or (clip[0]["height"], clip[0]["width"])
+        # decode straight into the sample tensor: the only copy before DataLoader's collate
+        frames = torch.empty((len(clip), upto, h, w, 3), dtype=torch.uint8)
+        for cam, r in enumerate(clip):
             data = self._reader.read(join(self.root, r["shard"]), r["offset"], r["size"], r["member"])
-            frames.append(decode_rgb(data, max_frames=upto, size=self.size))
-        n = min(len(f) for f in frames)
-        if n < upto:
-            raise ValueError(f"clip {clip[0]['clip_id']}: decodes to {n} frames, index says >= {upto}")
+            try:
+                n = len(decode_rgb(data, max_frames=upto, size=self.size, out=frames[cam].numpy()))
+            except ValueError as e:
+                raise ValueError(f"clip {r['clip_id']} camera {r['camera']!r} in {r['shard']}: {e} "
+                                 "(cameras of different sizes need size=(H, W))") from e
+            if n < upto:
+                raise ValueError(f"clip {r['clip_id']}: decodes to {n} frames, index says >= {upto}")
         labels = {}
         r = clip[0]
         if r["labels_member"]:
@@ -263,23 +252,27 @@ class ClipDataset(IterableDataset):
                 join(self.root, r["shard"]), r["labels_offset"], r["labels_size"], r["labels_member"]
             )
             labels = load(blob)
-        return np.stack([f[:upto] for f in frames]), labels
+        return frames, labels
 
     def __iter__(self):
         clip_of, window, _, start = self._positions()
         self._seen = start
-        cache: OrderedDict[int, tuple[np.ndarray, dict]] = OrderedDict()
+        cache: dict[int, tuple[torch.Tensor, dict]] = {}
         t = self.frames_per_clip
-        for ci, w in zip(clip_of.tolist(), window.tolist(), strict=True):
+        clip_of, window = clip_of.tolist(), window.tolist()
+        for i, (ci, w) in enumerate(zip(clip_of, window, strict=True)):
             if ci not in cache:
                 cache.clear()  # a clip's windows are consecutive: one decoded clip is enough
-                cache[ci] = self._decode(self._clips[ci], int(self._windows[ci]) * t)
+                last = i  # decode only up to the last window this worker takes from the clip
+                while last + 1 < len(clip_of) and clip_of[last + 1] == ci:
+                    last += 1
+                cache[ci] = self._decode(self._clips[ci], (max(window[i : last + 1]) + 1) * t)
             frames, labels = cache[ci]
             a, b = w * t, (w + 1) * t
             first = self._clips[ci][0]
             self._seen += 1
             yield {
-                "frames": torch.from_numpy(np.ascontiguousarray(frames[:, a:b])),
+                "frames": frames[:, a:b] if frames.shape[1] == b - a else frames[:, a:b].contiguous(),
                 "labels": {k: torch.from_numpy(np.ascontiguousarray(v[a:b])) for k, v in labels.items()},
                 "clip_id": first["clip_id"],
                 "source": first["source"],

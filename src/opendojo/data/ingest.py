@@ -132,6 +132,7 @@ def _write_source(writer: ShardWriter, shard_rel: str, cut: CutSource, writer_na
             lab_off, lab_size = writer.add(lab_member, save(clip.labels))
         stats = _label_stats(clip.labels)
         for ci, (data, re) in enumerate(zip(clip.members, clip.reencoded, strict=True)):
+            h, w = cut.sizes[ci]
             member = f"{clip.clip_id}.{ci}.mp4"
             off, size = writer.add(member, data)
             rows.append(
@@ -146,8 +147,8 @@ def _write_source(writer: ShardWriter, shard_rel: str, cut: CutSource, writer_na
                     "fps": cut.fps,
                     "start_s": clip.start_frame / cut.fps,
                     "duration_s": clip.frames / cut.fps,
-                    "width": cut.width,
-                    "height": cut.height,
+                    "width": w - w % 2 if re else w,  # re-encoding rounds odd sizes down to even
+                    "height": h - h % 2 if re else h,
                     "codec": "h264",
                     "reencoded": re,
                     "shard": shard_rel,

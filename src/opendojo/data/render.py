@@ -98,38 +98,55 @@ def _centreline_in_ego_frame(scene: Scene, i: int, ex: float, ey: float, eyaw: f
     return c * dx + sn * dy, -sn * dx + c * dy, s
 
 
-def render_frame(
-    scene: Scene,
-    i: int,
-    cameras: list[Camera],
-    pose: tuple[np.ndarray, ...],
-    vehicles: tuple[np.ndarray, ...],
-) -> list[np.ndarray]:
-    """Render frame ``i`` for every camera: a list of ``[H, W, 3]`` uint8 RGB images."""
+def _yuv(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range YUV (what H.264 stores) of ``[..., 3]`` uint8 RGB colours."""
+    f = np.asarray(rgb, dtype=np.float64)
+    m = np.array([[0.2568, 0.5041, 0.0979], [-0.1482, -0.2910, 0.4392], [0.4392, -0.3678, -0.0714]])
+    return np.clip(np.rint(f @ m.T + [16.0, 128.0, 128.0]), 0, 255).astype(np.uint8)
+
+
+_PALETTE_YUV = _yuv(_PALETTE)  # [classes, 3]
+
+
+def render_frame(scene: Scene, i: int, cameras: list[Camera], pose: tuple[np.ndarray, ...],
+                 vehicles: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """Render frame ``i`` for every camera, straight to planar yuv420p: ``[H * 3 // 2, W]`` uint8 each.
+
+    Rendering in YUV skips a colour conversion per frame; chroma takes every other pixel of the class map
+    (the scene is flat-shaded, so that equals averaging almost everywhere).
+    """
     ex, ey, eyaw = (a[i] for a in pose)
     xc, yc, sc = _centreline_in_ego_frame(scene, i, ex, ey, eyaw)
     order = np.argsort(xc)  # the centreline stays a function of forward distance (curvature is bounded)
     xc, yc, sc = xc[order], yc[order], sc[order]
     vx, vy, vyaw = (a[i] for a in vehicles)
+    veh_yuv = _yuv(scene.veh_color)
+    win_yuv = _yuv(scene.veh_color // 3 + 20)
     out = []
     for cam in cameras:
         d = cam.gy - np.interp(cam.gx, xc, yc)
         s = np.interp(cam.gx, xc, sc)
         ad = np.abs(d)
-        band = (np.floor(s / 6.0).astype(np.int64) & 1).astype(np.uint8)
-        cls = np.where(ad < ROAD_HALF_WIDTH_M, _ROAD_A + band, _GRASS_A + band).astype(np.uint8)
+        band = (s * (1.0 / 6.0)).astype(np.int64) & 1
+        cls = np.where(ad < ROAD_HALF_WIDTH_M, _ROAD_A, _GRASS_A) + band
         edge = (ad > ROAD_HALF_WIDTH_M - 0.25) & (ad < ROAD_HALF_WIDTH_M - 0.1)
         dash = (np.abs(ad - LANE_WIDTH_M / 2) < 0.08) & (np.mod(s, 9.0) < 3.0)
         cls[edge | dash] = _PAINT
         classes = cam.background.copy()
         classes[cam.ground] = cls
-        img = _PALETTE[classes]
-        _paint_vehicles(img, cam, scene, vx, vy, vyaw)
+        h, w = classes.shape
+        img = np.empty((h * 3 // 2, w), dtype=np.uint8)
+        q = h + h // 4
+        planes = (img[:h], img[h:q].reshape(h // 2, w // 2), img[q:].reshape(h // 2, w // 2))
+        sub = classes[::2, ::2]
+        for k, plane in enumerate(planes):
+            np.take(_PALETTE_YUV[:, k], classes if k == 0 else sub, out=plane)
+        _paint_vehicles(planes, cam, scene, vx, vy, vyaw, veh_yuv, win_yuv)
         out.append(img)
     return out
 
 
-def _paint_vehicles(img: np.ndarray, cam: Camera, scene: Scene, vx, vy, vyaw) -> None:
+def _paint_vehicles(planes, cam: Camera, scene: Scene, vx, vy, vyaw, body, window) -> None:
     corners_l = np.array([1, 1, -1, -1]) * 0.5
     corners_w = np.array([1, -1, 1, -1]) * 0.5
     c, s = np.cos(vyaw), np.sin(vyaw)
@@ -140,17 +157,23 @@ def _paint_vehicles(img: np.ndarray, cam: Camera, scene: Scene, vx, vy, vyaw) ->
     px, py = np.concatenate([px, px], 1), np.concatenate([py, py], 1)
     pz = np.concatenate([np.zeros((len(vx), 4)), np.full((len(vx), 4), VEHICLE_HEIGHT_M)], 1)
     u, v, depth = cam.project(px, py, pz)
-    h, w = img.shape[:2]
+    h, w = planes[0].shape
     visible = (depth.min(axis=1) > 1.0) & (np.hypot(vx, vy) < MAX_GROUND_RANGE_M)
-    for j in np.argsort(-depth.mean(axis=1)):  # painter's order: far first
-        if not visible[j]:
+    # integer rectangles for all vehicles at once, then a cheap Python loop that only slices
+    umin, umax = np.floor(u.min(axis=1)), np.ceil(u.max(axis=1))
+    vmin, vmax = np.floor(v.min(axis=1)), np.ceil(v.max(axis=1))
+    top = vmin + np.maximum(1, np.floor(0.45 * (vmax - vmin)))
+    boxes = np.stack([np.clip(umin, 0, w), np.clip(umax, 0, w), np.clip(vmin, 0, h), np.clip(vmax, 0, h),
+                      np.clip(top, 0, h)], axis=1).astype(np.int64).tolist()
+    for j in np.argsort(-depth.mean(axis=1)).tolist():  # painter's order: far first
+        u0, u1, v0, v1, t = boxes[j]
+        if not visible[j] or u1 <= u0 or v1 <= v0:
             continue
-        u0, u1 = int(np.clip(np.floor(u[j].min()), 0, w)), int(np.clip(np.ceil(u[j].max()), 0, w))
-        v0, v1 = int(np.clip(np.floor(v[j].min()), 0, h)), int(np.clip(np.ceil(v[j].max()), 0, h))
-        if u1 <= u0 or v1 <= v0:
-            continue
-        colour = scene.veh_color[j]
-        img[v0:v1, u0:u1] = colour
-        top = int(np.floor(v[j].min())) + max(1, int(0.45 * (v[j].max() - v[j].min())))
-        if v0 < top:  # windows: a darker band across the upper part of the body
-            img[v0 : min(top, v1), u0:u1] = colour // 3 + 20
+        t = min(max(t, v0), v1)
+        for k, plane in enumerate(planes):
+            if k == 0:
+                plane[v0:t, u0:u1] = window[j, 0]  # windows: a darker band across the upper body
+                plane[t:v1, u0:u1] = body[j, 0]
+            else:
+                plane[v0 // 2 : (t + 1) // 2, u0 // 2 : (u1 + 1) // 2] = window[j, k]
+                plane[t // 2 : (v1 + 1) // 2, u0 // 2 : (u1 + 1) // 2] = body[j, k]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from opendojo.data.codec import add_h264_stream, open_output, rgb_to_yuv420
+from opendojo.data.codec import add_h264_stream, open_output
 from opendojo.data.labels import sidecar_path, write_sidecar
 from opendojo.data.render import Camera, camera_names, render_frame
 from opendojo.data.scene import make_scene, scene_labels
@@ -64,7 +64,7 @@ def synth_drive(
 
         for i in range(frames):
             for st, img in zip(streams, render_frame(scene, i, cams, pose, vehicles), strict=True):
-                frame = av.VideoFrame.from_ndarray(rgb_to_yuv420(img), format="yuv420p")
+                frame = av.VideoFrame.from_ndarray(img, format="yuv420p")
                 frame.pts = i
                 out.mux(st.encode(frame))
         for st in streams:
