@@ -121,7 +121,8 @@ def main() -> None:
         assert report.ok, report.summary()
         rows = load_index(tmp / "ds").to_pylist()
         reader = ShardReader()
-        blobs = [reader.read(str(tmp / "ds" / r["shard"]), r["offset"], r["size"], r["member"]) for r in rows]
+        blobs = [reader.read(str(tmp / "ds" / r["shard"]), r["data_offset"], r["data_bytes"], r["member"])
+                 for r in rows]
         frames_total = sum(r["frames"] for r in rows)
 
         loaders = {}

@@ -30,7 +30,7 @@ def test_ingest_records_every_clip_with_copied_keyframe_aligned_members(dataset)
     assert not any(r["reencoded"] for r in rows)
     assert sorted({r["start_frame"] for r in rows}) == [0, 16]
     r = rows[0]
-    blob = ShardReader().read(str(dataset / r["shard"]), r["offset"], r["size"], r["member"])
+    blob = ShardReader().read(str(dataset / r["shard"]), r["data_offset"], r["data_bytes"], r["member"])
     assert decode_rgb(blob).shape == (16, 64, 64, 3)
     s = stats(dataset)
     assert (s["clips"], s["camera_streams"], s["sources"], s["frames"]) == (8, 16, 4, 256)
@@ -56,7 +56,7 @@ def test_parallel_ingest_writes_per_writer_shards_and_same_clips(drives, dataset
     report = ingest([drives], tmp_path / "par", workers=2, clip_frames=16, progress=False)
     assert report.ok and len(report.ingested) == 4 and len(report.shards) >= 2
     assert len({Path(s).name.rsplit("-", 1)[0] for s in report.shards}) >= 2  # distinct writer names
-    cols = ["clip_id", "camera", "start_frame", "size"]
+    cols = ["clip_id", "camera", "start_frame", "data_bytes"]
     assert load_index(tmp_path / "par").select(cols) == load_index(dataset).select(cols)
 
 
@@ -143,9 +143,10 @@ def test_shard_with_tampered_member_name_is_refused(dataset, tmp_path, name):
     with pytest.raises(ShardError, match="unsafe"):
         list_members(str(shard))
     row = next(r for r in load_index(copy).to_pylist() if r["member"] == first or r["labels_member"] == first)
-    off, size = (
-        (row["offset"], row["size"]) if row["member"] == first else (row["labels_offset"], row["labels_size"])
-    )
+    if row["member"] == first:
+        off, size = row["data_offset"], row["data_bytes"]
+    else:
+        off, size = row["labels_offset"], row["labels_bytes"]
     with pytest.raises(ShardError, match="unsafe"):
         ShardReader().read(str(shard), off, size, first)
 
@@ -154,7 +155,7 @@ def test_index_pointing_at_another_member_is_refused(dataset):
     rows = load_index(dataset).to_pylist()
     a, b = rows[0], rows[1]
     with pytest.raises(ShardError, match="index expects"):
-        ShardReader().read(str(dataset / a["shard"]), a["offset"], a["size"], b["member"])
+        ShardReader().read(str(dataset / a["shard"]), a["data_offset"], a["data_bytes"], b["member"])
 
 
 def test_missing_dataset_and_unparsable_index_are_named(tmp_path, dataset):

@@ -40,7 +40,8 @@ from opendojo.data.shard import ShardReader, join
 
 SPLITS = ("train", "eval")
 _COLUMNS = ("clip_id", "camera", "camera_index", "source", "source_sha256", "start_frame", "frames", "width",
-            "height", "shard", "member", "offset", "size", "labels_member", "labels_offset", "labels_size")
+            "height", "shard", "member", "data_offset", "data_bytes", "labels_member", "labels_offset",
+            "labels_bytes")
 
 
 def _positive(name: str, value: object) -> int:
@@ -235,7 +236,8 @@ class ClipDataset(IterableDataset):
         # decode straight into the sample tensor: the only copy before DataLoader's collate
         frames = torch.empty((len(clip), upto, h, w, 3), dtype=torch.uint8)
         for cam, r in enumerate(clip):
-            data = self._reader.read(join(self.root, r["shard"]), r["offset"], r["size"], r["member"])
+            url = join(self.root, r["shard"])
+            data = self._reader.read(url, r["data_offset"], r["data_bytes"], r["member"])
             try:
                 n = len(decode_rgb(data, max_frames=upto, size=self.size, out=frames[cam].numpy()))
             except ValueError as e:
@@ -249,7 +251,7 @@ class ClipDataset(IterableDataset):
             from safetensors.numpy import load
 
             blob = self._reader.read(
-                join(self.root, r["shard"]), r["labels_offset"], r["labels_size"], r["labels_member"]
+                join(self.root, r["shard"]), r["labels_offset"], r["labels_bytes"], r["labels_member"]
             )
             labels = load(blob)
         return frames, labels

@@ -3,12 +3,13 @@
 One row per (clip, camera). A dataset is::
 
     DATASET/shards/<writer>-<seq>.tar      clip members (see ``shard.py``)
-    DATASET/index/<writer>-<seq>.parquet   the rows of the clips in that shard
+    DATASET/index/<writer>.parquet         the rows of every shard that writer has committed
 
 Each ingest process writes under its own writer name and never touches another's files, so any
 number of processes on any number of machines can add to one dataset without coordination: a
-reader simply unions every fragment (``read_parquet('index/*.parquet')``). A fragment is renamed into
-place only after its shard, so every visible row points at a complete shard.
+reader simply unions every fragment (``read_parquet('index/*.parquet')``). A writer's fragment is
+rewritten and renamed into place after each of its shards, so every visible row points at a complete
+shard, and a dataset has one fragment per ingest process, not one per shard.
 
 A *subset* (``query(..., out=PATH)``) is a single Parquet file of selected rows whose schema
 metadata names the dataset root: a manifest, no copy of the video.
@@ -45,11 +46,11 @@ SCHEMA = pa.schema(
         ("reencoded", pa.bool_()),  # False: packets copied from the source (keyframe-aligned)
         ("shard", pa.string()),  # relative to the dataset root
         ("member", pa.string()),
-        ("offset", pa.int64()),  # bytes: data offset of the member in the shard
-        ("size", pa.int64()),
+        ("data_offset", pa.int64()),  # bytes: where the member's data starts in the shard
+        ("data_bytes", pa.int64()),
         ("labels_member", pa.string()),  # null when the source had no labels
         ("labels_offset", pa.int64()),
-        ("labels_size", pa.int64()),
+        ("labels_bytes", pa.int64()),
         ("speed_mean", pa.float32()),  # m/s over the clip's frames (null without labels)
         ("speed_max", pa.float32()),
         ("steering_abs_max", pa.float32()),  # rad
@@ -113,37 +114,30 @@ def _index_sql(kind: str, url: str) -> str:
     return f"read_parquet('{target.replace(chr(39), chr(39) * 2)}', union_by_name = true)"
 
 
-def load_index(dataset: str | os.PathLike, where_sql: str | None = None) -> pa.Table:
-    """All index rows of a dataset or manifest (optionally filtered), root URL in the schema metadata."""
+def _source(dataset: str | os.PathLike) -> tuple[str, str, str | None]:
+    """``(url, dataset root, FROM-clause table expression)``; the expression is None for an empty dataset."""
     kind, url = resolve(dataset)
     if kind == "dataset":
         fs, p = url_to_fs(url)
-        if not fs.glob(join(p, "index", "*.parquet")):
-            table = SCHEMA.empty_table()
-            return table.replace_schema_metadata({ROOT_KEY: url.encode()})
-        root = url
-    else:
-        try:
-            meta = pq.read_schema(url_to_fs(url)[0].open(url_to_fs(url)[1], "rb")).metadata or {}
-        except (pa.ArrowInvalid, OSError) as e:
-            raise ValueError(f"index {url!r} does not parse as Parquet ({e})") from e
-        if ROOT_KEY not in meta:
-            raise ValueError(
-                f"manifest {url!r} has no {ROOT_KEY.decode()!r} metadata: not an OpenDojo subset"
-            )
-        root = meta[ROOT_KEY].decode()
-    sql = f"SELECT * FROM {_index_sql(kind, url)}"
-    if where_sql is not None:
-        if not isinstance(where_sql, str) or not where_sql.strip() or ";" in where_sql:
-            raise ValueError(
-                f"where_sql={where_sql!r}: must be one non-empty SQL boolean expression (no ';')"
-            )
-        sql += f" WHERE ({where_sql})"
+        return url, url, (_index_sql(kind, url) if fs.glob(join(p, "index", "*.parquet")) else None)
+    try:
+        fs, p = url_to_fs(url)
+        with fs.open(p, "rb") as f:
+            meta = pq.read_schema(f).metadata or {}
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"index {url!r} does not parse as Parquet ({e})") from e
+    if ROOT_KEY not in meta:
+        raise ValueError(f"manifest {url!r} has no {ROOT_KEY.decode()!r} metadata: not an OpenDojo subset")
+    return url, meta[ROOT_KEY].decode(), _index_sql(kind, url)
+
+
+def _run(url: str, sql: str, where_sql: str | None = None, *, arrow: bool = True):
+    """Run ``sql`` with DuckDB, turning its errors into ``ValueError``s that name the clause or index."""
     import duckdb
 
     con = _connect(url)
     try:
-        table = con.sql(sql + " ORDER BY clip_id, camera_index").to_arrow_table()
+        return con.sql(sql).to_arrow_table() if arrow else con.execute(sql).fetchone()
     except duckdb.ParserException as e:
         raise ValueError(f"where_sql={where_sql!r} is not valid SQL: {e}") from e
     except duckdb.BinderException as e:
@@ -152,6 +146,20 @@ def load_index(dataset: str | os.PathLike, where_sql: str | None = None) -> pa.T
         raise ValueError(f"index of {url!r} does not parse: {e}") from e
     finally:
         con.close()
+
+
+def load_index(dataset: str | os.PathLike, where_sql: str | None = None) -> pa.Table:
+    """All index rows of a dataset or manifest (optionally filtered by ``where_sql``), ordered by
+    ``(clip_id, camera_index)``, with the dataset root URL in the schema metadata."""
+    ok = where_sql is None or (isinstance(where_sql, str) and where_sql.strip() and ";" not in where_sql)
+    if not ok:
+        raise ValueError(f"where_sql={where_sql!r}: must be one non-empty SQL boolean expression (no ';')")
+    url, root, source = _source(dataset)
+    if source is None:
+        table = SCHEMA.empty_table()
+    else:
+        where = f" WHERE ({where_sql})" if where_sql is not None else ""
+        table = _run(url, f"SELECT * FROM {source}{where} ORDER BY clip_id, camera_index", where_sql)
     return table.replace_schema_metadata({ROOT_KEY: root.encode()})
 
 
@@ -172,37 +180,25 @@ def query(dataset: str | os.PathLike, where_sql: str, out: str | os.PathLike | N
     return table
 
 
+_STATS_KEYS = ("clips", "camera_streams", "sources", "shards", "frames", "video_hours", "drive_hours",
+               "video_bytes", "label_bytes", "cameras", "reencoded_fraction")
+
+
 def stats(dataset: str | os.PathLike) -> dict[str, float | int]:
     """Counts and sizes: clips, camera streams, sources, shards, frames, hours (camera-video and drive),
     bytes. Hours of drive count each clip once; hours of video count every camera."""
-    table = load_index(dataset)
-    import duckdb
-
-    con = duckdb.connect()
-    con.register("t", table)
-    row = con.execute("""
+    url, _, source = _source(dataset)
+    if source is None:
+        return dict.fromkeys(_STATS_KEYS, 0)
+    row = _run(url, f"""
+        WITH t AS (SELECT * FROM {source}),
+             c AS (SELECT max(duration_s) AS d, max(labels_bytes) AS lb FROM t GROUP BY clip_id)
         SELECT count(DISTINCT clip_id), count(*), count(DISTINCT source_sha256), count(DISTINCT shard),
                coalesce(sum(frames), 0), coalesce(sum(duration_s), 0) / 3600,
-               coalesce((SELECT sum(d) FROM (SELECT max(duration_s) AS d FROM t GROUP BY clip_id)), 0) / 3600,
-               coalesce(sum(size), 0),
-               coalesce((SELECT sum(s) FROM (SELECT max(labels_size) AS s FROM t GROUP BY clip_id)), 0),
-               count(DISTINCT camera), coalesce(avg(reencoded::INT), 0)
-        FROM t""").fetchone()
-    con.close()
-    keys = (
-        "clips",
-        "camera_streams",
-        "sources",
-        "shards",
-        "frames",
-        "video_hours",
-        "drive_hours",
-        "video_bytes",
-        "label_bytes",
-        "cameras",
-        "reencoded_fraction",
-    )
-    return dict(zip(keys, row, strict=True))
+               coalesce((SELECT sum(d) FROM c), 0) / 3600, coalesce(sum(data_bytes), 0),
+               coalesce((SELECT sum(lb) FROM c), 0), count(DISTINCT camera), coalesce(avg(reencoded::INT), 0)
+        FROM t""", arrow=False)
+    return dict(zip(_STATS_KEYS, row, strict=True))
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -153,11 +153,11 @@ def _write_source(writer: ShardWriter, shard_rel: str, cut: CutSource, writer_na
                     "reencoded": re,
                     "shard": shard_rel,
                     "member": member,
-                    "offset": off,
-                    "size": size,
+                    "data_offset": off,
+                    "data_bytes": size,
                     "labels_member": lab_member,
                     "labels_offset": lab_off,
-                    "labels_size": lab_size,
+                    "labels_bytes": lab_size,
                     "tags": cut.tags,
                     "writer": writer_name,
                     **stats,
@@ -173,13 +173,16 @@ def _ingest_files(job: tuple) -> tuple[list, list, list, int, int, int]:
     fs, root = url_to_fs(dataset)
     ingested, failures, shards = [], [], []
     clips = copied = reencoded = 0
-    writer, rows, seq = None, [], 0
+    writer, rows, seq, committed = None, [], 0, []
 
     def commit() -> None:
+        # One fragment per writer, rewritten (temp + rename) after each shard: a reader sees all of this
+        # writer's complete shards and nothing else, and a dataset keeps few fragments to open per query.
         nonlocal writer, rows, seq
         if writer is not None:
             writer.commit()
-            write_fragment(dataset, writer.name, rows)  # after the shard: visible rows never dangle
+            committed.extend(rows)
+            write_fragment(dataset, writer_name, committed)  # after the shard: visible rows never dangle
             shards.append(writer.final)
         writer, rows, seq = None, [], seq + 1
 
