@@ -135,31 +135,53 @@ static AI void random_block(uint32_t *restrict r, int n, uint32_t lo0, uint32_t 
     for (int k = 0; k < n; k++) r[k] = mix32(mix32((lo0 + (uint32_t)k) ^ k1) ^ kh) >> 16;
 }
 
+/* the flag-counting loop: per element, the same code plus the four flag conditions of reference.py.
+ * Counters are 32-bit per block (a block has at most BLOCK elements) so the loop stays vectorisable. */
+#define FLAGS_BLOCK(NAME, UIN_T, ENC, OUT_T, NAN_BITS)                                                     \
+    static AI void NAME##_flags(const UIN_T *restrict s, OUT_T *restrict d, int n, const job_t *j, int mode, \
+                                const uint32_t *restrict r, int64_t *restrict counts) {                    \
+        const int M = j->M, bias = j->bias, sg = j->is_signed, sh = j->sign_shift;                         \
+        const uint32_t mm = j->max_mag, min_normal = 1u << M;                                              \
+        const UIN_T absmask = ~(UIN_T)0 >> 1, inf = (UIN_T)(NAN_BITS), tiny = (UIN_T)j->tiny_bits;         \
+        uint32_t inv = 0, den = 0, ovf = 0, unf = 0;                                                       \
+        for (int k = 0; k < n; k++) {                                                                      \
+            uint64_t pre;                                                                                  \
+            uint32_t inexact;                                                                              \
+            UIN_T u = s[k];                                                                                \
+            uint32_t code = ENC(u, M, bias, mm, sg, sh, mode, mode == STOCHASTIC ? r[k] : 0, &pre,         \
+                                &inexact);                                                                 \
+            d[k] = (OUT_T)code;                                                                            \
+            UIN_T a = u & absmask;                                                                         \
+            uint32_t nz = a != 0, negative = u > absmask;                                                  \
+            uint32_t nan = a > inf;                                                                        \
+            uint32_t uhp_neg = (uint32_t)(sg == 0) & negative & nz & (nan ^ 1u);                           \
+            uint32_t live = (uint32_t)(a < inf) & (uhp_neg ^ 1u);                                          \
+            uint32_t mag = code & mm;                                                                      \
+            uint32_t small = mag < min_normal;                                                             \
+            inv += nan | uhp_neg;                                                                          \
+            den += (nz & (uint32_t)(a < tiny)) | (live & (uint32_t)(mag != 0) & small);                    \
+            ovf += live & (uint32_t)(pre > mm);                                                            \
+            unf += live & nz & small & inexact;                                                            \
+        }                                                                                                  \
+        counts[F_INVALID] += inv;                                                                          \
+        counts[F_DENORMAL] += den;                                                                         \
+        counts[F_OVERFLOW] += ovf;                                                                         \
+        counts[F_UNDERFLOW] += unf;                                                                        \
+    }
+
 #define ENCODE_BLOCK(NAME, UIN_T, ENC, OUT_T, NAN_BITS)                                                    \
+    FLAGS_BLOCK(NAME, UIN_T, ENC, OUT_T, NAN_BITS)                                                         \
     static AI void NAME(const UIN_T *restrict s, OUT_T *restrict d, int n, const job_t *j, int mode,       \
                         const uint32_t *restrict r, int64_t *restrict counts) {                            \
         const int M = j->M, bias = j->bias, sg = j->is_signed, sh = j->sign_shift;                         \
         const uint32_t mm = j->max_mag;                                                                    \
         if (j->want_flags) {                                                                               \
-            const UIN_T absmask = ~(UIN_T)0 >> 1, inf = (UIN_T)(NAN_BITS);                                 \
-            const uint32_t min_normal = 1u << M;                                                           \
-            for (int k = 0; k < n; k++) {                                                                  \
-                uint64_t pre;                                                                              \
-                uint32_t inexact;                                                                          \
-                uint32_t code = ENC(s[k], M, bias, mm, sg, sh, mode, mode == STOCHASTIC ? r[k] : 0, &pre,  \
-                                    &inexact);                                                             \
-                d[k] = (OUT_T)code;                                                                        \
-                UIN_T a = s[k] & absmask;                                                                  \
-                int negative = (s[k] & ~absmask) != 0;                                                     \
-                int nan = a > inf, uhp_neg = !sg && negative && a != 0 && !nan;                            \
-                int live = a < inf && !uhp_neg;                                                            \
-                uint32_t mag = code & mm;                                                                  \
-                counts[F_INVALID] += nan | uhp_neg;                                                        \
-                counts[F_DENORMAL] += (a != 0 && (uint64_t)a < j->tiny_bits) |                             \
-                                      (live && mag != 0 && mag < min_normal);                              \
-                counts[F_OVERFLOW] += live && pre > mm;                                                    \
-                counts[F_UNDERFLOW] += live && a != 0 && mag < min_normal && inexact;                      \
-            }                                                                                              \
+            if (mode == STOCHASTIC)                                                                        \
+                NAME##_flags(s, d, n, j, STOCHASTIC, r, counts);                                           \
+            else if (mode == NEAREST)                                                                      \
+                NAME##_flags(s, d, n, j, NEAREST, r, counts);                                              \
+            else                                                                                           \
+                NAME##_flags(s, d, n, j, TOWARD_ZERO, r, counts);                                          \
         } else if (mode == STOCHASTIC)                                                                     \
             for (int k = 0; k < n; k++)                                                                    \
                 d[k] = (OUT_T)ENC(s[k], M, bias, mm, sg, sh, STOCHASTIC, r[k], NULL, NULL);                \

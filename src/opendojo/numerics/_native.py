@@ -30,6 +30,11 @@ TINY_BITS = {"float64": 0x0010000000000000, "float32": 0x00800000, "bfloat16": 0
              "float16": (127 - 14) << 23}
 
 
+def _threads(n: int) -> int:
+    # the kernel gives each thread at least 2**16 elements; below 2**17 do not even ask torch
+    return 1 if n < 1 << 17 else num_threads()
+
+
 def run(op: int, src: int, dst: int, n: int, fmt: CFloatFormat, bias: int, rounding: str = "nearest",
         keys: tuple[int, int] = (0, 0), lut: int = 0, offset: int = 0, threads: int | None = None,
         flags_of: str | None = None) -> dict[str, int] | None:
@@ -40,7 +45,7 @@ def run(op: int, src: int, dst: int, n: int, fmt: CFloatFormat, bias: int, round
     """
     counts = _ckernel.run(op, src, dst, lut, n, offset, fmt.mantissa_bits, bias, int(fmt.signed),
                           fmt.bits - 1, MODES[rounding], fmt.max_magnitude_code, keys[0], keys[1],
-                          num_threads() if threads is None else threads, flags_of is not None,
+                          _threads(n) if threads is None else threads, flags_of is not None,
                           TINY_BITS[flags_of] if flags_of else 0)
     if counts is None:
         return None

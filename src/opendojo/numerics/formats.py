@@ -23,6 +23,8 @@ BIAS_MAX = 63  # the bias is an unsigned 6-bit field in the paper
 
 def check_bias(bias: object, name: str = "bias") -> int:
     """Return ``bias`` as a Python int after checking it is an integer in 0..63 (ValueError otherwise)."""
+    if type(bias) is int and BIAS_MIN <= bias <= BIAS_MAX:  # the common case, without the ABC check
+        return bias
     if isinstance(bias, bool) or not isinstance(bias, numbers.Integral):
         raise ValueError(f"{name} must be an integer in {BIAS_MIN}..{BIAS_MAX}, got {bias!r}")
     b = int(bias)
@@ -135,6 +137,8 @@ def get_format(fmt: str | CFloatFormat) -> CFloatFormat:
     """Look a format up by (case-insensitive) name, or pass a :class:`CFloatFormat` through."""
     if isinstance(fmt, CFloatFormat):
         return fmt
+    if fmt in FORMATS:
+        return FORMATS[fmt]
     if isinstance(fmt, str):
         key = fmt.strip().lower().replace("-", "_")
         if key in FORMATS:
