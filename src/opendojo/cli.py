@@ -337,7 +337,8 @@ def _add_hw_sim(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="e.g. dojo-exapod, training-tile, h100-dgx, host")
     p.set_defaults(func=_cmd_hw_show)
     p = hws.add_parser("calibrate", help="measure this host (matmul/conv FLOP/s, bandwidth, per-op overhead)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads to measure with")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads to measure with (default 1: reproducible on a shared machine)")
     p.add_argument("--dir", default=None, help="where to store host-cpu.toml (default: the user cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_hw_calibrate)
@@ -360,7 +361,9 @@ def _add_hw_sim(sub: argparse._SubParsersAction) -> None:
     acts = p.add_subparsers(dest="sim_action", metavar="ACTION")
     v = acts.add_parser("validate", help="error table: host measurements, published GPU runs, Dojo figures")
     v.add_argument("--no-host", action="store_true", help="skip the host measurements (about a minute)")
-    v.add_argument("--threads", type=int, default=None, help="torch threads for the host section")
+    v.add_argument("--threads", type=int, default=1,
+                   help="torch threads for the host section (default 1: with 2 OpenMP threads on a busy "
+                        "2-core machine every parallel region can stall for a scheduler slice)")
     v.set_defaults(func=_cmd_simulate)
 
 

@@ -19,8 +19,7 @@ def test_gpu_rows_cite_sources_and_table_reports_each_section():
 
 def test_step_time_measurement_returns_positive_times():
     model = torch.nn.Linear(8, 8)
-    t, anchor = measure_step_time(model, (torch.randn(4, 8),), steps=2)
-    assert t > 0 and anchor > 0
+    assert measure_step_time(model, (torch.randn(4, 8),), steps=2) > 0
 
 
 @pytest.mark.slow

@@ -10,8 +10,6 @@ Measured (median of repeats, on ``torch.get_num_threads()`` threads):
 * ``hbm_bw``: copy of a 256 MiB tensor (read + write bytes per second);
 * ``op_overhead_s``: per-op cost in a training step, from a chain of 1-element ops run forward and
   backward (autograd bookkeeping included), divided by the aten ops it dispatches;
-* ``anchor_s``: one 256³ matmul, the yardstick ``dojo simulate validate`` re-measures beside every step
-  time to see how much other processes are slowing the machine at that moment;
 * ``rng_rate``: Bernoulli samples per second (dropout's random numbers are compute-bound on CPU);
 * ``special_rate``: GELU outputs per second (transcendental elementwise ops are compute-bound too);
 * ``attention_flops``: the fused CPU flash-attention kernel's rate (causal, head dim 32);
@@ -129,7 +127,7 @@ def measure_host(progress: bool = True) -> dict[str, float]:
     first_touch = size / max(t_fresh - t_warm, 1e-9)
     bar.update()
     bar.close()
-    return {"anchor_s": anchor_time(), "peak_flops_fp32": peak, "peak_flops_bf16": peak,
+    return {"peak_flops_fp32": peak, "peak_flops_bf16": peak,
             "peak_flops_cfloat8": peak,
             "eff_matmul_half_dim": half, "conv_flops": conv_flops, "conv_bwd_flops": conv_bwd_flops,
             "hbm_bw": bw, "op_overhead_s": overhead,
@@ -164,14 +162,6 @@ def _training_op_overhead() -> float:
     return _median_time(chain, repeats=5) / _Count.n
 
 
-def anchor_time() -> float:
-    """Seconds of one 256-cube fp32 matmul (best of a few): a yardstick of the machine's current speed."""
-    import torch
-
-    a = torch.randn(256, 256)
-    return _median_time(lambda: a @ a, repeats=3, min_time=0.01)
-
-
 def _rated_op_rates() -> dict[str, float]:
     """Elements per second of each normalisation/pooling kernel (forward and backward) on typical sizes."""
     import torch
@@ -201,7 +191,7 @@ def _rated_op_rates() -> dict[str, float]:
 def _units(key: str) -> str:
     if key.startswith("rate_"):
         return "elements/s"
-    return {"hbm_bw": "B/s", "first_touch_bw": "B/s", "op_overhead_s": "s", "anchor_s": "s",
+    return {"hbm_bw": "B/s", "first_touch_bw": "B/s", "op_overhead_s": "s",
             "rng_rate": "elements/s",
             "special_rate": "elements/s", "optimizer_tensor_s": "s",
             "eff_matmul_half_dim": "elements"}.get(key, "FLOP/s")

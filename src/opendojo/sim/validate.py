@@ -78,18 +78,16 @@ def _host_cases():
     return cases
 
 
-def measure_step_time(model, inputs: tuple, steps: int = 5) -> tuple[float, float]:
-    """Best wall seconds of one training step (zero_grad, forward, mean loss, backward, AdamW step), and
-    the best anchor time (:func:`opendojo.hw.calibrate.anchor_time`) measured alternately with the steps.
+def measure_step_time(model, inputs: tuple, steps: int = 5) -> float:
+    """Best wall seconds of one training step (zero_grad, forward, mean loss, backward, AdamW step).
 
-    Minima, like the calibration: contention from other processes only ever adds time."""
+    The minimum, like the calibration: contention from other processes only ever adds time."""
     import torch
 
-    from opendojo.hw.calibrate import anchor_time
     from opendojo.sim.workload import _scalar_loss
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    times, anchors = [], []
+    times = []
     for i in range(steps + 2):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -97,8 +95,7 @@ def measure_step_time(model, inputs: tuple, steps: int = 5) -> tuple[float, floa
         opt.step()
         if i >= 2:  # the first two steps allocate the optimizer state and warm caches
             times.append(time.perf_counter() - t0)
-            anchors.append(anchor_time())
-    return min(times), min(anchors)
+    return min(times)
 
 
 def host_system(measured: dict[str, float]) -> System:
@@ -136,16 +133,12 @@ def validate_host(progress: bool = True) -> list[Row]:
         for b in batches:
             torch.manual_seed(0)
             model, inputs = factory(b)
-            t_meas, anchor = measure_step_time(model, inputs)
+            t_meas = measure_step_time(model, inputs)
             model, inputs = factory(b)
             w = capture_module(model, inputs, name=name)
             est = estimate_step(w, system, Layout(microbatch=b), b, "fp32")
-            # The machine is shared: scale the prediction by how much slower the anchor kernel ran beside
-            # this measurement than at calibration (a measured machine state, reported in the note).
-            slowdown = max(anchor / measured["anchor_s"], 1.0)
-            rows.append(Row("host", f"{name}, batch {b}", est.step_time_s * slowdown, t_meas, "s", 0.20,
-                            f"measured here, same run, {threads} threads",
-                            note=f"anchor slowdown x{slowdown:.2f}; {_dominant(est.breakdown)}"))
+            rows.append(Row("host", f"{name}, batch {b}", est.step_time_s, t_meas, "s", 0.20,
+                            f"measured here, same run, {threads} threads", note=_dominant(est.breakdown)))
             bar.update()
     bar.close()
     return rows
