@@ -1,7 +1,16 @@
 import pytest
 import torch
+from torch import nn
 
 from opendojo.models import PRESETS, FSDConfig, example_inputs, fsd_net
+
+
+def _with_random_heads(model):
+    # The heads start at zero (the untrained net predicts its base rates); give them weights so that
+    # structural properties (gradient flow, causality) are visible.
+    for head in (model.occupancy_head, model.ego_head):
+        nn.init.normal_(head.weight, std=0.1)
+    return model
 
 
 def test_tiny_forward_gives_every_head_with_documented_shapes():
@@ -18,7 +27,7 @@ def test_tiny_forward_gives_every_head_with_documented_shapes():
 
 def test_backward_reaches_every_parameter():
     torch.manual_seed(0)
-    model = fsd_net("tiny", cameras=2, frames=2)
+    model = _with_random_heads(fsd_net("tiny", cameras=2, frames=2))
     out = model(example_inputs("tiny", batch=1, cameras=2, frames=2))
     sum(v.square().mean() for v in out.values()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -35,7 +44,7 @@ def test_every_preset_builds_and_runs_on_the_meta_device(preset):
 
 def test_outputs_at_a_frame_do_not_depend_on_later_frames():
     torch.manual_seed(0)
-    model = fsd_net("tiny", cameras=2).eval()
+    model = _with_random_heads(fsd_net("tiny", cameras=2)).eval()
     x = example_inputs("tiny", batch=1, cameras=2)
     y = x.clone()
     y[:, :, -1] = torch.randn_like(y[:, :, -1])  # change only the last frame
@@ -43,6 +52,18 @@ def test_outputs_at_a_frame_do_not_depend_on_later_frames():
     torch.testing.assert_close(a["occupancy"][:, :-1], b["occupancy"][:, :-1])
     torch.testing.assert_close(a["trajectory"][:, :-1], b["trajectory"][:, :-1])
     assert not torch.allclose(a["trajectory"][:, -1], b["trajectory"][:, -1])
+    assert not torch.allclose(a["occupancy"][:, -1], b["occupancy"][:, -1])
+
+
+def test_the_untrained_network_predicts_its_output_priors():
+    model = fsd_net("tiny")
+    model.set_output_priors(occupancy_rate=0.25, speed_mps=12.0)
+    out = model(example_inputs("tiny", batch=1))
+    torch.testing.assert_close(torch.sigmoid(out["occupancy"]), torch.full_like(out["occupancy"], 0.25))
+    torch.testing.assert_close(out["speed"], torch.full_like(out["speed"], 12.0))
+    assert out["trajectory"][0, 0, -1].tolist() == pytest.approx([12.0 * 0.5 * 8, 0.0])  # straight on
+    with pytest.raises(ValueError, match=r"occupancy_rate must be in \(0, 1\), got 1.5"):
+        model.set_output_priors(occupancy_rate=1.5, speed_mps=1.0)
 
 
 def test_bad_preset_and_fields_are_refused_with_the_allowed_values():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 # 6 drives of 16 frames, 2 cameras at 32x32: one drive is held out for eval, the rest give 20 training
@@ -22,8 +24,10 @@ TINY = [
 
 @pytest.fixture(scope="session")
 def data_cache(tmp_path_factory):
-    # The parent of the per-worker base temp is shared by pytest-xdist workers: one dataset for all.
-    return tmp_path_factory.getbasetemp().parent / "opendojo-train-data"
+    # Under pytest-xdist the parent of each worker's base temp is the session's: one dataset for all
+    # workers, made afresh each session (a dataset cached by an older version of the code never leaks in).
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "opendojo-train-data"
 
 
 @pytest.fixture

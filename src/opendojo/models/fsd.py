@@ -36,6 +36,8 @@ class FSDConfig:
     ``trajectory_dt_s`` is the time between trajectory waypoints: the trajectory head predicts a residual
     over driving straight on at the network's own speed estimate (waypoint k at ``speed · dt · k``), which
     is how a planner would parametrise it and spares the head from learning metres from scratch.
+    ``speed_scale_mps`` and ``trajectory_scale_m`` (m/s, m) are the typical magnitudes that the ego head's
+    raw outputs are multiplied by.
 
     ``image_size`` must be divisible by ``2 ** len(backbone_channels)`` (each backbone stage halves the
     image), and ``occupancy_grid`` by ``bev_grid`` (each query cell predicts an ``s × s`` patch of the
@@ -55,6 +57,8 @@ class FSDConfig:
     horizon: int = 8
     mlp_ratio: int = 2
     trajectory_dt_s: float = 0.5
+    speed_scale_mps: float = 10.0
+    trajectory_scale_m: float = 4.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -79,11 +83,10 @@ class FSDConfig:
             raise ValueError(
                 f"FSDConfig.backbone_channels must be a non-empty tuple of positive ints, got {chans!r}"
             )
-        if not isinstance(self.trajectory_dt_s, int | float) or not self.trajectory_dt_s > 0:
-            raise ValueError(
-                f"FSDConfig.trajectory_dt_s must be a positive number of seconds, "
-                f"got {self.trajectory_dt_s!r}"
-            )
+        for name in ("trajectory_dt_s", "speed_scale_mps", "trajectory_scale_m"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"FSDConfig.{name} must be a positive number, got {value!r}")
         stride = 2 ** len(chans)
         if self.image_size % stride:
             raise ValueError(
@@ -269,9 +272,12 @@ class FSDNet(nn.Module):
         """Initialise the learned embeddings (the layers keep PyTorch's defaults)."""
         for p in (self.camera_embed, self.token_pos, self.bev_queries, self.time_embed):
             nn.init.normal_(p, std=0.02)
-        # Start the occupancy logits near "mostly empty" so the first steps do not waste time there.
+        # Zero-initialised heads: the untrained network predicts exactly its biases (the base rates set by
+        # set_output_priors: every cell at the occupancy rate, straight on at the mean speed, no steering).
         nn.init.zeros_(self.occupancy_head.weight)
         nn.init.constant_(self.occupancy_head.bias, -2.0)
+        nn.init.zeros_(self.ego_head.weight)
+        nn.init.zeros_(self.ego_head.bias)
 
     @torch.no_grad()
     def set_output_priors(self, occupancy_rate: float, speed_mps: float) -> None:
@@ -283,7 +289,7 @@ class FSDNet(nn.Module):
         if not math.isfinite(speed_mps):
             raise ValueError(f"speed_mps must be finite, got {speed_mps!r}")
         self.occupancy_head.bias.fill_(math.log(occupancy_rate / (1.0 - occupancy_rate)))
-        self.ego_head.bias[2 * self.config.horizon].fill_(speed_mps)
+        self.ego_head.bias[2 * self.config.horizon].fill_(speed_mps / self.config.speed_scale_mps)
 
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.config
@@ -314,15 +320,18 @@ class FSDNet(nn.Module):
     def _ego_outputs(self, ego: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.ego_head(ego)  # [B, T, 2K + 2]
         b, t = out.shape[:2]
-        k = self.config.horizon
-        speed = out[..., 2 * k]
+        c = self.config
+        k = c.horizon
+        # Heads work in units of a typical magnitude, so AdamW's ~lr-sized steps move metres, not millimetres.
+        speed = out[..., 2 * k] * c.speed_scale_mps
         # Constant-velocity roll-out along the ego x axis, plus the predicted residual (metres).
-        times = torch.arange(1, k + 1, device=out.device, dtype=out.dtype) * self.config.trajectory_dt_s
-        straight = torch.stack([speed[..., None] * times, torch.zeros_like(speed[..., None] * times)], dim=-1)
+        times = torch.arange(1, k + 1, device=out.device, dtype=out.dtype) * c.trajectory_dt_s
+        ahead = speed[..., None] * times
+        straight = torch.stack([ahead, torch.zeros_like(ahead)], dim=-1)
         return {
-            "trajectory": straight + out[..., : 2 * k].reshape(b, t, k, 2),
-            # clone: slices are views, and FSDP2's backward hooks must not sit on a view
-            "speed": speed.clone(),
+            "trajectory": straight + out[..., : 2 * k].reshape(b, t, k, 2) * c.trajectory_scale_m,
+            "speed": speed,
+            # clone: a slice is a view, and FSDP2's backward hooks must not sit on a view
             "steering": out[..., 2 * k + 1].clone(),
         }
 

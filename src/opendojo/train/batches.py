@@ -223,11 +223,18 @@ class BatchStream:
         self._it = None
 
 
-def first_batch_labels(data: DataBundle, batch_size: int) -> dict[str, torch.Tensor]:
-    """The labels of this rank's first training batch of epoch 0 (CPU), without moving any stream."""
+def first_batch_labels(data: DataBundle, batch_size: int, batches: int = 4) -> dict[str, torch.Tensor]:
+    """The labels of this rank's first ``batches`` training batches of epoch 0, concatenated (CPU).
+
+    Touches no stream: the training stream sets its own position before it reads.
+    """
     data.train.load_state_dict({"epoch": 0, "samples_seen": 0})
-    batch = next(iter(_loader(data.train, batch_size, 0, torch.device("cpu"), drop_last=True)))
-    return batch["labels"]
+    collected: list[dict[str, torch.Tensor]] = []
+    for batch in _loader(data.train, batch_size, 0, torch.device("cpu"), drop_last=True):
+        collected.append(batch["labels"])
+        if len(collected) == batches:
+            break
+    return {k: torch.cat([c[k] for c in collected]) for k in TARGETS}
 
 
 def eval_batches(

@@ -153,8 +153,8 @@ def _evaluate(
 
 
 def _set_output_priors(model: nn.Module, data: DataBundle, batch_size: int, ctx: D.DistContext) -> None:
-    """Start the heads at the base rates of the first global training batch (the same on every rank and
-    for any number of ranks)."""
+    """Start the heads at the base rates of the first global training batches (the same on every rank and
+    for any number of ranks: the sums are all-reduced)."""
     target = first_batch_labels(data, batch_size)
     sums = torch.tensor(
         [
