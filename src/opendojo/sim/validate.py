@@ -98,6 +98,19 @@ def measure_step_time(model, inputs: tuple, steps: int = 5) -> float:
     return min(times)
 
 
+def _fastest(calibrations: list[dict[str, float]]) -> dict[str, float]:
+    """Per quantity, the best of several calibrations: highest rates, lowest times; the matmul curve's
+    shape (``eff_matmul_half_dim``) is taken from the calibration with the highest peak."""
+    best = {}
+    for key in calibrations[0]:
+        values = [c[key] for c in calibrations]
+        best[key] = min(values) if key.endswith("_s") else max(values)
+    top = max(calibrations, key=lambda c: c["peak_flops_fp32"])
+    best["eff_matmul_half_dim"] = top["eff_matmul_half_dim"]
+    best["peak_flops_fp32"] = top["peak_flops_fp32"]
+    return best
+
+
 def host_system(measured: dict[str, float]) -> System:
     """The ``host`` system with its device numbers replaced by a calibration measured in this run."""
     s = load_system("host")
@@ -123,24 +136,34 @@ def validate_host(progress: bool = True) -> list[Row]:
     from opendojo.hw.calibrate import measure_host
     from opendojo.sim.workload import capture_module
 
-    measured = measure_host(progress=progress)
-    system = host_system(measured)
     cases = _host_cases()
     rows = []
-    bar = tqdm(total=sum(len(b) for _, _, b in cases), desc="host steps", disable=not progress)
+    configs = [(name, factory, b) for name, factory, batches in cases for b in batches]
+    bar = tqdm(total=2 * len(configs), desc="host steps", disable=not progress)
     threads = torch.get_num_threads()
-    for name, factory, batches in cases:
-        for b in batches:
+    best: dict[str, float] = {}
+    # Two passes, each a calibration followed by every configuration: a burst of load from other
+    # processes during one pass decides neither the calibration nor a step time. Both keep their best
+    # (fastest) values over the two passes, so they are the same statistic over the same windows.
+    calibrations = []
+    for _ in range(2):
+        calibrations.append(measure_host(progress=False))
+        for name, factory, b in configs:
             torch.manual_seed(0)
             model, inputs = factory(b)
-            t_meas = measure_step_time(model, inputs)
-            model, inputs = factory(b)
-            w = capture_module(model, inputs, name=name)
-            est = estimate_step(w, system, Layout(microbatch=b), b, "fp32")
-            rows.append(Row("host", f"{name}, batch {b}", est.step_time_s, t_meas, "s", 0.20,
-                            f"measured here, same run, {threads} threads", note=_dominant(est.breakdown)))
+            key = f"{name}, batch {b}"
+            best[key] = min(best.get(key, float("inf")), measure_step_time(model, inputs, steps=4))
             bar.update()
     bar.close()
+    measured = _fastest(calibrations)
+    system = host_system(measured)
+    for name, factory, b in configs:
+        model, inputs = factory(b)
+        w = capture_module(model, inputs, name=name)
+        est = estimate_step(w, system, Layout(microbatch=b), b, "fp32")
+        rows.append(Row("host", f"{name}, batch {b}", est.step_time_s, best[f"{name}, batch {b}"], "s", 0.20,
+                        f"measured here, same run, {threads} threads, best of 2 x 4 steps",
+                        note=_dominant(est.breakdown)))
     return rows
 
 
