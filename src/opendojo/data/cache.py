@@ -8,6 +8,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from opendojo.data.index import INDEX_VERSION
 from opendojo.data.ingest import ingest
 from opendojo.data.synth import DEFAULT_FPS, check_size, synth
 
@@ -36,7 +37,7 @@ def ensure_synthetic_dataset(
     if isinstance(clip_frames, bool) or not isinstance(clip_frames, int) or not 1 <= clip_frames <= frames:
         raise ValueError(f"clip_frames={clip_frames!r}: must be an integer in [1, frames={frames}]")
     base = Path(root)
-    name = f"synth-n{clips}-c{cameras}-f{frames}-{h}x{w}-s{seed}-t{clip_frames}-r{fps}"
+    name = f"synth-{INDEX_VERSION}-n{clips}-c{cameras}-f{frames}-{h}x{w}-s{seed}-t{clip_frames}-r{fps}"
     final = base / name
     if (final / "index").is_dir():
         return final

@@ -122,6 +122,10 @@ class ClipDataset(IterableDataset):
             raise ValueError(f"split_by={split_by!r}: must be 'source' or 'clip'")
         self.size, self.seed, self.shuffle = size, int(seed), bool(shuffle)
         self.batch_size = _positive("batch_size", batch_size)
+        missing = sorted(set(_COLUMNS) - set(table.column_names))
+        if missing:
+            raise ValueError(f"index of {self.root!r} lacks columns {missing}: written by another OpenDojo "
+                             "version? Ingest the sources again")
         cols = table.select(list(_COLUMNS)).to_pylist()
         clips: dict[str, dict[str, dict]] = {}
         for r in cols:

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from opendojo.data.shard import join, url_to_fs
 
 ROOT_KEY = b"opendojo.dataset"
+INDEX_VERSION = "v2"  # bump when the schema changes; part of cached synthetic dataset names
 
 SCHEMA = pa.schema(
     [

@@ -22,9 +22,7 @@ class ClipLoader(DataLoader):
         if not isinstance(dataset, ClipDataset):
             raise TypeError(f"dataset: expected a ClipDataset, got {type(dataset).__name__}")
         if kwargs.get("shuffle"):
-            raise ValueError(
-                "shuffle=True: ClipDataset shuffles itself (seed, epoch); leave DataLoader's off"
-            )
+            raise ValueError("shuffle=True: ClipDataset orders itself by (seed, epoch); leave it off")
         dataset.batch_size = int(batch_size)
         kwargs.setdefault("collate_fn", collate_clips)
         super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
@@ -52,10 +50,11 @@ def collate_clips(samples: list[dict]) -> dict:
     """Batch ClipDataset samples: like ``default_collate`` (same structure, same result), but stacks the
     uint8 ``frames`` with a plain memory copy.
 
-    Why: ``torch.stack`` on uint8 tensors takes a slow element-wise path (measured 15 ms for a
-    25 MB batch against 1.8 ms for ``numpy.stack``; benchmarks/loader.py), which would cost more than
-    decoding. In a DataLoader worker the batch is allocated in shared memory, as ``default_collate``
-    does, so it reaches the main process without another copy.
+    Why: without ``out=``, ``torch.stack`` on uint8 tensors took 15 ms of CPU for a 25 MB batch where
+    ``numpy.stack`` took 1.8 ms (2026-11-29, the 2-core dev machine, torch 2.13 CPU), a cost of the
+    order of decoding the batch; that is what ``default_collate`` does in the main process
+    (``num_workers=0``). In a DataLoader worker the batch is allocated in shared memory, as
+    ``default_collate`` does, so it reaches the main process without another copy.
     """
     import numpy as np
     import torch
