@@ -81,9 +81,9 @@ def flops_per_sample(preset: str, cameras: int, frames: int, size: int) -> float
     return float(counter.get_total_flops())
 
 
-def run(preset: str, precision: str, nproc: int, steps: int, cache: Path, work: Path) -> dict:
+def run(preset: str, precision: str, nproc: int, workers: int, steps: int, cache: Path, work: Path) -> dict:
     setup = SETUPS[preset]
-    out = work / f"{preset}-{precision}-{nproc}"
+    out = work / f"{preset}-{precision}-{nproc}-{workers}"
     config = work / "empty.toml"
     config.write_text("# all from --set\n")
     log_every = max(1, steps // 5)
@@ -96,6 +96,7 @@ def run(preset: str, precision: str, nproc: int, steps: int, cache: Path, work: 
         "train.eval_batches=1",
         f'data.cache_dir="{cache}"',
         f"model.preset={preset}",
+        f"data.num_workers={workers}",
     ]
     if nproc == 1:
         sets.append(f"train.threads={torch.get_num_threads()}")
@@ -133,6 +134,7 @@ def main() -> None:
     parser.add_argument("--presets", default="tiny", help="comma-separated presets (tiny, base)")
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--nprocs", default="1,2")
+    parser.add_argument("--workers", default="0", help="DataLoader workers per rank, comma-separated")
     parser.add_argument("--steps", type=int, default=25, help="steps per run (base: use 3-4)")
     args = parser.parse_args()
     presets = args.presets.split(",")
@@ -148,10 +150,10 @@ def main() -> None:
     print("# so the MFU column compares each row with the machine as it was at that moment)")
     print()
     print(
-        "| preset | precision | processes | samples/s | GFLOP/sample | achieved GFLOP/s "
+        "| preset | precision | processes | loader workers | samples/s | GFLOP/sample | achieved GFLOP/s "
         "| matmul anchor GFLOP/s | MFU vs anchor | data wait |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cache = Path(os.environ.get("OPENDOJO_CACHE", "~/.cache/opendojo")).expanduser()
@@ -169,17 +171,19 @@ def main() -> None:
             )
             for precision in args.precisions.split(","):
                 for nproc in (int(n) for n in args.nprocs.split(",")):
-                    anchor = matmul_gflops(max(2, torch.get_num_threads()))
-                    r = run(preset, precision, nproc, args.steps, cache, work)
-                    if "error" in r:
-                        print(f"| {preset} | {precision} | {nproc} | failed: {r['error']} | | | | | |")
-                        continue
-                    achieved = gflop * r["samples_per_s"]
-                    print(
-                        f"| {preset} | {precision} | {nproc} | {r['samples_per_s']:.1f} | {gflop:.2f} | "
-                        f"{achieved:.1f} | {anchor:.1f} | {achieved / anchor:.0%} | {r['data_wait']:.1%} |",
-                        flush=True,
-                    )
+                    for workers in (int(w) for w in args.workers.split(",")):
+                        anchor = matmul_gflops(max(2, torch.get_num_threads()))
+                        r = run(preset, precision, nproc, workers, args.steps, cache, work)
+                        row = f"| {preset} | {precision} | {nproc} | {workers} |"
+                        if "error" in r:
+                            print(f"{row} failed: {r['error']} | | | | | |", flush=True)
+                            continue
+                        achieved = gflop * r["samples_per_s"]
+                        print(
+                            f"{row} {r['samples_per_s']:.1f} | {gflop:.2f} | {achieved:.1f} | {anchor:.1f} | "
+                            f"{achieved / anchor:.0%} | {r['data_wait']:.1%} |",
+                            flush=True,
+                        )
 
 
 if __name__ == "__main__":

@@ -62,6 +62,15 @@ def test_the_untrained_network_predicts_its_output_priors():
     torch.testing.assert_close(torch.sigmoid(out["occupancy"]), torch.full_like(out["occupancy"], 0.25))
     torch.testing.assert_close(out["speed"], torch.full_like(out["speed"], 12.0))
     assert out["trajectory"][0, 0, -1].tolist() == pytest.approx([12.0 * 0.5 * 8, 0.0])  # straight on
+    rates = torch.full((32, 32), 0.01)
+    rates[15:17, 15:17] = 0.99  # e.g. the ego footprint
+    model.set_output_priors(occupancy_rate=rates, speed_mps=12.0)
+    probs = torch.sigmoid(model(example_inputs("tiny", batch=1))["occupancy"][0, 0])
+    torch.testing.assert_close(probs, rates)
+    with pytest.raises(
+        ValueError, match=r"occupancy_rate must be a float or a \[32, 32\] tensor, got shape \(4,\)"
+    ):
+        model.set_output_priors(occupancy_rate=torch.zeros(4), speed_mps=1.0)
     with pytest.raises(ValueError, match=r"occupancy_rate must be in \(0, 1\), got 1.5"):
         model.set_output_priors(occupancy_rate=1.5, speed_mps=1.0)
 

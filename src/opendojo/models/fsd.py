@@ -265,6 +265,8 @@ class FSDNet(nn.Module):
         self.norm_out = nn.LayerNorm(c.dim)
         patch = c.occupancy_grid // c.bev_grid
         self.occupancy_head = nn.Linear(c.dim, patch * patch)
+        # Learned per-cell logit offset: what is occupied whatever the cameras see (the ego footprint).
+        self.occupancy_prior = nn.Parameter(torch.zeros(c.occupancy_grid, c.occupancy_grid))
         self.ego_head = nn.Linear(c.dim, 2 * c.horizon + 2)
         self.reset_parameters()
 
@@ -272,6 +274,7 @@ class FSDNet(nn.Module):
         """Initialise the learned embeddings (the layers keep PyTorch's defaults)."""
         for p in (self.camera_embed, self.token_pos, self.bev_queries, self.time_embed):
             nn.init.normal_(p, std=0.02)
+        nn.init.zeros_(self.occupancy_prior)
         # Zero-initialised heads: the untrained network predicts exactly its biases (the base rates set by
         # set_output_priors: every cell at the occupancy rate, straight on at the mean speed, no steering).
         nn.init.zeros_(self.occupancy_head.weight)
@@ -280,15 +283,30 @@ class FSDNet(nn.Module):
         nn.init.zeros_(self.ego_head.bias)
 
     @torch.no_grad()
-    def set_output_priors(self, occupancy_rate: float, speed_mps: float) -> None:
-        """Start the heads at the data's base rates: every cell at logit(``occupancy_rate``) and the speed
-        at ``speed_mps`` (so the first steps learn structure, not offsets that AdamW takes thousands of
-        steps to reach at a small learning rate)."""
-        if not 0.0 < occupancy_rate < 1.0:
-            raise ValueError(f"occupancy_rate must be in (0, 1), got {occupancy_rate!r}")
+    def set_output_priors(self, occupancy_rate: float | torch.Tensor, speed_mps: float) -> None:
+        """Start the heads at the data's base rates (so the first steps learn structure, not offsets that
+        AdamW, moving each parameter by about ``lr`` per step, takes thousands of steps to reach).
+
+        ``occupancy_rate``: one rate for every cell, or per-cell rates ``[G, G]`` (clamped to
+        [1e-3, 1 - 1e-3]); the logits start at logit(rate). ``speed_mps``: the starting speed.
+        """
+        g = self.config.occupancy_grid
+        if isinstance(occupancy_rate, torch.Tensor):
+            if occupancy_rate.shape != (g, g):
+                raise ValueError(
+                    f"occupancy_rate must be a float or a [{g}, {g}] tensor, "
+                    f"got shape {tuple(occupancy_rate.shape)}"
+                )
+            rate = occupancy_rate.detach().double().clamp(1e-3, 1.0 - 1e-3)
+            self.occupancy_prior.copy_(torch.log(rate / (1.0 - rate)))
+            self.occupancy_head.bias.zero_()
+        else:
+            if not 0.0 < occupancy_rate < 1.0:
+                raise ValueError(f"occupancy_rate must be in (0, 1), got {occupancy_rate!r}")
+            self.occupancy_prior.zero_()
+            self.occupancy_head.bias.fill_(math.log(occupancy_rate / (1.0 - occupancy_rate)))
         if not math.isfinite(speed_mps):
             raise ValueError(f"speed_mps must be finite, got {speed_mps!r}")
-        self.occupancy_head.bias.fill_(math.log(occupancy_rate / (1.0 - occupancy_rate)))
         self.ego_head.bias[2 * self.config.horizon].fill_(speed_mps / self.config.speed_scale_mps)
 
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -340,7 +358,7 @@ class FSDNet(nn.Module):
         g, s = c.bev_grid, c.occupancy_grid // c.bev_grid
         b, t = cells.shape[:2]
         patches = self.occupancy_head(cells).view(b, t, g, g, s, s)  # each cell → an s×s patch
-        return patches.permute(0, 1, 2, 4, 3, 5).reshape(b, t, g * s, g * s)
+        return patches.permute(0, 1, 2, 4, 3, 5).reshape(b, t, g * s, g * s) + self.occupancy_prior
 
 
 def _resolve(preset: str | FSDConfig, overrides: dict) -> FSDConfig:

@@ -59,7 +59,7 @@ class DataConfig:
 
     source: str = "synthetic"
     cache_dir: str = ""
-    synthetic_clips: int = field(default=24, metadata=_check(min=2))
+    synthetic_clips: int = field(default=48, metadata=_check(min=2))
     synthetic_frames: int = field(default=32, metadata=_check(min=1))
     cameras: int = field(default=3, metadata=_check(min=1))
     frames_per_clip: int = field(default=4, metadata=_check(min=1))

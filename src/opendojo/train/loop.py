@@ -156,18 +156,12 @@ def _set_output_priors(model: nn.Module, data: DataBundle, batch_size: int, ctx:
     """Start the heads at the base rates of the first global training batches (the same on every rank and
     for any number of ranks: the sums are all-reduced)."""
     target = first_batch_labels(data, batch_size)
-    sums = torch.tensor(
-        [
-            target["occupancy"].double().sum(),
-            target["occupancy"].numel(),
-            target["speed"].double().sum(),
-            target["speed"].numel(),
-        ],
-        dtype=torch.float64,
-    )
-    occ, cells, speed, n = D.all_reduce_sum(sums, ctx).tolist()
-    rate = min(max(occ / cells, 1e-4), 0.5)
-    model.set_output_priors(occupancy_rate=rate, speed_mps=speed / n)
+    occ = target["occupancy"].double().flatten(0, -3)  # [frames, G, G]
+    g = occ.shape[-1]
+    counts = [occ.shape[0], target["speed"].double().sum(), target["speed"].numel()]
+    sums = D.all_reduce_sum(torch.cat([occ.sum(0).flatten(), torch.tensor(counts, dtype=torch.float64)]), ctx)
+    frames, speed, n = sums[g * g :].tolist()
+    model.set_output_priors(occupancy_rate=(sums[: g * g] / frames).view(g, g), speed_mps=speed / n)
 
 
 def _full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
