@@ -24,5 +24,10 @@ def test_step_time_measurement_returns_positive_times():
 
 @pytest.mark.slow
 def test_host_predictions_within_target_for_most_configurations():
-    rows = [r for r in validate(host=True, progress=False) if r.section == "host"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `dojo simulate validate` does by default: CPU-time measurements
+    try:
+        rows = [r for r in validate(host=True, progress=False) if r.section == "host"]
+    finally:
+        torch.set_num_threads(threads)
     assert sum(r.ok for r in rows) >= len(rows) // 2, format_table(rows)
