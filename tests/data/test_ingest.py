@@ -198,3 +198,16 @@ def test_query_rejects_bad_sql_with_the_clause_named(dataset):
         query(dataset, "no_such_column = 1")
     with pytest.raises(ValueError, match="no ';'"):
         query(dataset, "true; DROP TABLE x")
+
+
+def test_small_shard_limit_rolls_shards_between_sources_with_one_fragment_per_writer(drives, tmp_path):
+    report = ingest([drives], tmp_path / "ds", clip_frames=16, shard_bytes=1, progress=False)
+    assert report.ok and len(report.shards) == 4  # one source per shard: never split across shards
+    writer = Path(report.shards[0]).name.rsplit("-", 1)[0]
+    assert [p.name for p in (tmp_path / "ds" / "index").iterdir()] == [writer + ".parquet"]
+    t = load_index(tmp_path / "ds")
+    assert t.num_rows == 16
+    per_source = {}
+    for r in t.to_pylist():
+        per_source.setdefault(r["source_sha256"], set()).add(r["shard"])
+    assert all(len(s) == 1 for s in per_source.values())
