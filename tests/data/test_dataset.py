@@ -156,3 +156,18 @@ def test_collate_clips_matches_default_collate(dataset):
     assert a.keys() == b.keys() and a["clip_id"] == b["clip_id"]
     assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["start_frame"], b["start_frame"])
     assert all(torch.equal(a["labels"][k], b["labels"][k]) for k in b["labels"])
+
+
+def test_clip_loader_refuses_foreign_datasets_and_its_own_shuffle(dataset):
+    with pytest.raises(TypeError, match="expected a ClipDataset, got list"):
+        ClipLoader([1, 2, 3], batch_size=1)
+    with pytest.raises(ValueError, match="shuffle=True"):
+        ClipLoader(ClipDataset(dataset), batch_size=1, shuffle=True)
+
+
+def test_bad_resume_position_is_refused(dataset):
+    ds = ClipDataset(dataset, frames_per_clip=16)
+    with pytest.raises(ValueError, match=r"samples_seen'\]=99: must be an integer in \[0, 8\]"):
+        ds.load_state_dict({"epoch": 0, "samples_seen": 99})
+    with pytest.raises(ValueError, match="epoch=-1"):
+        ds.set_epoch(-1)
