@@ -91,3 +91,11 @@ def test_fsd_workload_runs_on_dojo_and_h100():
     for system in ("dojo-tray", "h100-dgx"):
         r = simulate("fsd-tiny", system)
         assert r.fits and math.isfinite(r.step_time_s)
+
+
+def test_pointwise_fusion_only_removes_memory_traffic_and_launches_on_gpus():
+    eager = simulate("fsd-tiny", "h100-dgx", batch=64, fusion=False, h100_eq="peak")
+    fused = simulate("fsd-tiny", "h100-dgx", batch=64, h100_eq="peak")  # GPUs default to fusion
+    assert fused.breakdown["compute"] == pytest.approx(eager.breakdown["compute"])
+    assert fused.breakdown["memory"] + fused.breakdown["overhead"] < \
+        eager.breakdown["memory"] + eager.breakdown["overhead"]

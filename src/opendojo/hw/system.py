@@ -108,6 +108,8 @@ class System:
     coll_eff: float = 1.0
     hypothetical: bool = False
     mesh_shape: tuple[int, int] = (1, 1)
+    #: Software assumption: pointwise ops that feed each other run as one kernel (torch.compile on GPUs).
+    pointwise_fusion: bool = False
 
     @property
     def peak_flops(self) -> dict[str, float]:
@@ -352,4 +354,4 @@ def _build_system(name: str) -> System:
     return System(name, fam, part.description, devices, device, power,
                   link_latency_s=_q(part, "link_latency_s"), scale_up_size=count_of(domain, dev),
                   scale_up_bw=q["nvlink_bw"], scale_out_bw=q["nic_bw"], coll_eff=_q(part, "coll_eff"),
-                  hypothetical=part.hypothetical)
+                  hypothetical=part.hypothetical, pointwise_fusion=True)

@@ -58,17 +58,19 @@ def _h(d: np.ndarray, half: float) -> np.ndarray:
 
 
 def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, family: str, *,
-               split: float = 1.0, mask: np.ndarray | None = None) -> PhaseTime:
+               split: float = 1.0, mask: np.ndarray | None = None, fusion: bool = False) -> PhaseTime:
     """Time of the ops selected by ``mask`` (default: all) of an evaluated op table (``Workload.at``).
 
     ``split`` divides every op's work ``split`` ways (tensor parallelism: FLOPs, bytes and the GEMM ``n``
-    dimension shrink; the dispatch count does not).
+    dimension shrink; the dispatch count does not). ``fusion`` models a pointwise-fusing compiler
+    (torch.compile): a pointwise op fed by another skips re-reading that input and launches no kernel.
     """
     kind, count = ops["kind"], ops["count"]
     sel = np.ones(len(kind), dtype=bool) if mask is None else mask
     is_opt = ops["phase"] == 2
     scale = np.where(is_opt, 1.0, BYTE_SCALE[precision])  # optimizer runs on fp32 master weights
-    flops, nbytes = ops["flops"] / split, ops["bytes"] * scale / split
+    raw_bytes = ops["bytes"] - ops["fused_bytes"] if fusion and "fused_bytes" in ops else ops["bytes"]
+    flops, nbytes = ops["flops"] / split, raw_bytes * scale / split
     gemm = (kind == KIND["matmul"]) | (kind == KIND["attention"])
     conv = kind == KIND["conv"]
     half = device.eff_matmul_half_dim
@@ -102,7 +104,8 @@ def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, famil
     if family == "cpu":
         overhead = np.full(len(kind), device.op_overhead_s)
     elif family == "gpu":
-        overhead = np.where(free, 0.0, np.maximum(device.op_overhead_s - busy, 0.0))
+        launched = ~free & ~((ops["fused"] > 0) if fusion and "fused" in ops else np.zeros(len(kind), bool))
+        overhead = np.where(launched, np.maximum(device.op_overhead_s - busy, 0.0), 0.0)
     else:
         overhead = np.zeros(len(kind))
     w = count * sel

@@ -18,6 +18,8 @@ from torch.utils.flop_counter import flop_registry
 #: Op kinds; the step-time model has one cost curve per kind.
 KINDS = ("matmul", "conv", "attention", "elementwise", "norm", "rng", "view", "scalar", "special")
 KIND = {k: i for i, k in enumerate(KINDS)}
+#: Kinds a pointwise-fusing compiler merges into one kernel when one feeds the next.
+POINTWISE_KINDS = (KIND["elementwise"], KIND["special"], KIND["rng"])
 
 _aten = torch.ops.aten
 _MATMUL = {_aten.mm, _aten.addmm, _aten.bmm, _aten.baddbmm}

@@ -9,6 +9,7 @@ without activation recomputation) and the fastest one that fits memory wins. Fix
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from opendojo.hw.system import PRECISIONS, System, load_system
 from opendojo.sim.catalog import load_workload
@@ -172,7 +173,7 @@ def _delivered_per_h100(w: Workload, batch: int, precision: str, peak_flops: flo
 
 def simulate(workload: str | Workload, system: str | System, *, nodes: int | None = None,
              batch: int | None = None, precision: str = "bf16", parallel: str | dict | Layout | None = None,
-             h100_eq: str = "delivered") -> SimResult:
+             h100_eq: str = "delivered", fusion: bool | None = None) -> SimResult:
     """Simulate one training step of ``workload`` on ``system``.
 
     ``workload``: a built-in name (``opendojo.sim.list_workloads()``), ``path.py:function`` or a
@@ -180,13 +181,17 @@ def simulate(workload: str | Workload, system: str | System, *, nodes: int | Non
     ``nodes``: number of devices (tiles on Dojo, GPUs) overriding the system's; ``batch``: global batch
     in samples (default: the workload's); ``precision``: ``bf16``, ``cfloat8`` or ``fp32``;
     ``parallel``: e.g. ``"dp=8,tp=4,pp=2"`` (missing choices are searched); ``h100_eq``: which
-    H100-equivalent definition goes in ``value`` (``peak``, ``delivered``, ``power``; all are reported).
+    H100-equivalent definition goes in ``value`` (``peak``, ``delivered``, ``power``; all are reported);
+    ``fusion``: whether pointwise ops that feed each other run as one kernel (default: yes on GPUs, as
+    with torch.compile; ``False`` models eager PyTorch). Dojo runs a compiled graph out of SRAM anyway.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: allowed {', '.join(PRECISIONS)}")
     if h100_eq not in H100_EQ_DEFINITIONS:
         raise ValueError(f"h100_eq={h100_eq!r}: allowed {', '.join(H100_EQ_DEFINITIONS)}")
     w, s = _resolve(workload, system, nodes)
+    if fusion is not None:
+        s = replace(s, pointwise_fusion=bool(fusion))
     if s.family == "cpu" and precision != "fp32":
         raise ValueError(f"precision={precision!r} on the host: the host model is calibrated for fp32 only")
     if batch is None:

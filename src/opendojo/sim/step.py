@@ -96,12 +96,14 @@ def _stage_time(w: Workload, ops: dict, s: System, precision: str, layout: Layou
         if mkey not in memo:
             memo[mkey] = _stage_time(w, ops, s, precision, layout, mask)
         return memo[mkey]
-    total = table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask)
+    total = table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask,
+                       fusion=s.pointwise_fusion)
     group = ops["group"]
     if layout.pp == 1 or not np.any(group > 0) or w.layers < 2:
         return total.scaled(1 / layout.pp)
     base_ops = dict(ops, count=np.where(group == 1, 2.0, np.where(group == 2, -1.0, ops["count"])))
-    base = table_time(base_ops, s.device, precision, s.family, split=layout.tp, mask=mask)
+    base = table_time(base_ops, s.device, precision, s.family, split=layout.tp, mask=mask,
+                      fusion=s.pointwise_fusion)
     per_block = (total + base.scaled(-1.0)).scaled(1.0 / w.layers)
     return per_block.scaled(math.ceil(w.layers / layout.pp)) + base
 
@@ -142,7 +144,8 @@ def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision:
     if memo is not None and okey in memo:
         opt = memo[okey]
     else:
-        opt = table_time(ops, s.device, precision, fam, split=shard, mask=phase == 2)
+        opt = table_time(ops, s.device, precision, fam, split=shard, mask=phase == 2,
+                         fusion=s.pointwise_fusion)
         if memo is not None:
             memo[okey] = opt
     if fam == "cpu" and s.device.optimizer_tensor_s:

@@ -35,11 +35,11 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from opendojo.sim.ops import op_cost
+from opendojo.sim.ops import POINTWISE_KINDS, op_cost
 
 #: Batch sizes of the two captures (batch 1 is avoided: size-1 dims take other code paths).
 _CAPTURE_BATCHES = (2, 4)
-_LINEAR = ("flops", "bytes", "out_bytes", "rng", "b", "m", "n", "k", "elements")
+_LINEAR = ("flops", "bytes", "out_bytes", "rng", "b", "m", "n", "k", "elements", "fused_bytes")
 PHASES = ("forward", "backward", "optimizer")
 
 
@@ -74,7 +74,8 @@ class Workload:
         """Per-op values at batch ``batch`` (samples per device per micro-batch): ``{x: [n_ops]}``."""
         out = {x: self.ops[f"{x}0"] + self.ops[f"{x}1"] * batch for x in _LINEAR}
         out.update(kind=self.ops["kind"], phase=self.ops["phase"], count=self.ops["count"],
-                   rated=self.ops["rated"], group=self.ops.get("group", np.zeros(len(self.ops["kind"]))))
+                   rated=self.ops["rated"], group=self.ops.get("group", np.zeros(len(self.ops["kind"]))),
+                   fused=self.ops.get("fused", np.zeros(len(self.ops["kind"]), dtype=np.int64)))
         return out
 
     def flops(self, batch: float) -> float:
@@ -104,17 +105,32 @@ class _FlashAttentionOnMeta(TorchFunctionMode):
 
 
 class _Recorder(TorchDispatchMode):
+    """Records every op; also which pointwise op reads a tensor that another pointwise op just produced
+    (``fused_bytes``: the read a pointwise-fusing compiler such as torch.compile would not do)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.phase = 0
         self.records: list[dict] = []
         self.names: list[str] = []
+        self._pointwise_outputs: set[int] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         rec = op_cost(func, args, kwargs, out)
         rec["phase"] = self.phase
+        pointwise = rec["kind"] in POINTWISE_KINDS
+        fused = 0.0
+        if pointwise:
+            for t in tree_flatten((args, kwargs))[0]:
+                if isinstance(t, torch.Tensor) and t.untyped_storage()._cdata in self._pointwise_outputs:
+                    fused += t.numel() * t.element_size()
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    self._pointwise_outputs.add(t.untyped_storage()._cdata)
+        rec["fused_bytes"] = fused
+        rec["fused"] = int(fused > 0)
         self.records.append(rec)
         self.names.append(func.overloadpacket.__name__)
         return out
@@ -184,7 +200,7 @@ def _adamw_template() -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
         tables.append(_table(rec.records, 1.0))
         names = tuple(rec.names)
     t1, t2 = tables
-    out = {"kind": t1["kind"], "phase": t1["phase"], "rated": t1["rated"]}
+    out = {"kind": t1["kind"], "phase": t1["phase"], "rated": t1["rated"], "fused": t1["fused"]}
     for x in _LINEAR:
         out[f"{x}1"] = (t2[x] - t1[x]) / 3072.0
         out[f"{x}0"] = t1[x] - out[f"{x}1"] * 1024.0
@@ -197,7 +213,7 @@ def _optimizer_table(model: nn.Module) -> tuple[tuple[str, ...], dict[str, np.nd
     ps = list({p.untyped_storage()._cdata: p for p in model.parameters() if p.requires_grad}.values())
     n, numel = len(ps), float(sum(p.numel() for p in ps))
     names, t = _adamw_template()
-    table = {"kind": t["kind"], "phase": t["phase"], "rated": t["rated"],
+    table = {"kind": t["kind"], "phase": t["phase"], "rated": t["rated"], "fused": t["fused"],
              "count": np.full(len(names), float(n))}
     for x in _LINEAR:
         table[f"{x}0"] = t[f"{x}0"] + t[f"{x}1"] * (numel / max(n, 1))
@@ -211,12 +227,14 @@ def _table(records: list[dict], count: float) -> dict[str, np.ndarray]:
     return {"kind": np.array([r["kind"] for r in records], dtype=np.int64),
             "phase": np.array([r["phase"] for r in records], dtype=np.int64),
             "rated": np.array([r["rated"] for r in records], dtype=np.int64),
+            "fused": np.array([r.get("fused", 0) for r in records], dtype=np.int64),
             "count": np.full(len(records), float(count)), **cols}
 
 
 def _linear_in_batch(rec1: list[dict], rec2: list[dict]) -> dict[str, np.ndarray]:
     t1, t2 = _table(rec1, 1.0), _table(rec2, 1.0)
-    out = {"kind": t1["kind"], "phase": t1["phase"], "count": t1["count"], "rated": t1["rated"]}
+    out = {"kind": t1["kind"], "phase": t1["phase"], "count": t1["count"], "rated": t1["rated"],
+           "fused": t1["fused"]}
     lo, hi = _CAPTURE_BATCHES
     for x in _LINEAR:
         out[f"{x}1"] = (t2[x] - t1[x]) / (hi - lo)
@@ -291,7 +309,8 @@ def capture_module(model: nn.Module, inputs: object, *, name: str = "custom", ba
     batch = batch or (int(first.shape[0]) if first.dim() else 1)
     recs, names, act = _step_records(model, inputs)
     t = _table(recs, 1.0)
-    table = {"kind": t["kind"], "phase": t["phase"], "count": t["count"], "rated": t["rated"]}
+    table = {"kind": t["kind"], "phase": t["phase"], "count": t["count"], "rated": t["rated"],
+             "fused": t["fused"]}
     for x in _LINEAR:
         table[f"{x}0"], table[f"{x}1"] = np.zeros_like(t[x]), t[x] / batch
     table["b0"], table["b1"] = t["b"], np.zeros_like(t["b"])  # matmul batch dims kept; m carries the batch
