@@ -227,3 +227,19 @@ def test_public_api_on_the_torch_ops_path_equals_the_c_path(monkeypatch):
     (c1, q1, d1, f1), (c2, q2, d2, f2) = runs
     assert np.array_equal(c1, c2) and torch.equal(q1, q2) and np.array_equal(d1, d2)
     assert f1 == f2 and f1["invalid"] == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_give_the_same_codes_values_and_flags_as_cpu():
+    x = torch.randn(1 << 20, dtype=torch.float32) * 300
+    x[:3] = torch.tensor([float("nan"), float("inf"), 1e-45])
+    for fmt in (CFLOAT8_1_4_3, CFLOAT16_SHP, CFLOAT16_UHP):
+        for rounding in ("nearest", "stochastic", "toward_zero"):
+            fc, fg = Flags(), Flags()
+            cpu = encode(x, fmt, 9, rounding, seed=5, flags=fc)
+            gpu = encode(x.cuda(), fmt, 9, rounding, seed=5, flags=fg)
+            assert gpu.device.type == "cuda" and torch.equal(gpu.cpu(), cpu) and fc == fg
+            assert torch.equal(fake_quantize(x.cuda().double(), fmt, 9, rounding, seed=5).cpu(),
+                               fake_quantize(x.double(), fmt, 9, rounding, seed=5))
+            assert torch.equal(decode(gpu, fmt, 9).cpu(), decode(cpu, fmt, 9))

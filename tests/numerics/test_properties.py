@@ -2,6 +2,8 @@
 exact ties, at every bias; stochastic rounding is reproducible and unbiased; flags count like the
 reference; gfloat (an independent implementation) agrees in all three rounding modes."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,8 @@ from opendojo.numerics.stochastic import random_bits, random_bits_torch
 from .conftest import BACKENDS, encode_with, flags_with
 
 FMTS = list(FORMATS.values())
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=int(os.environ.get("NUMERICS_EXAMPLES", "60")), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 formats = st.sampled_from(FMTS)
 biases = st.integers(0, 63)
 roundings = st.sampled_from(["nearest", "stochastic", "toward_zero"])
