@@ -286,7 +286,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         if args.sweep:
             return _cmd_simulate_sweep(args)
         r = simulate(args.model, args.system, nodes=args.nodes, batch=args.batch, precision=args.precision,
-                     parallel=args.parallel, h100_eq=args.h100_eq)
+                     parallel=args.parallel, h100_eq=args.h100_eq, fusion=False if args.eager else None)
     except (ValueError, TypeError) as e:
         print(f"dojo simulate: {e}", file=sys.stderr)
         return 2
@@ -353,6 +353,8 @@ def _add_hw_sim(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parallel", default=None, help="e.g. dp=8,tp=4,pp=2[,vp=2,mb=1,zero=1,recompute=1]")
     p.add_argument("--h100-eq", default="delivered", choices=["delivered", "peak", "power"],
                    help="which H100-equivalent definition to headline (all are printed)")
+    p.add_argument("--eager", action="store_true",
+                   help="GPUs without pointwise fusion (eager PyTorch; default models torch.compile fusion)")
     p.add_argument("--json", action="store_true", help="print the documented JSON object")
     p.add_argument("--sweep", default=None,
                    help="nodes=1:1024 | nodes=1,2,4 | PART.FIELD=low:high:points; writes PNG + CSV")
