@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from opendojo.models import FSDConfig, fsd_net
+from opendojo.models import PRESETS, FSDConfig, fsd_net
 from opendojo.train import distributed as D
 from opendojo.train.batches import BatchStream, DataBundle, eval_batches, first_batch_labels, open_datasets
 from opendojo.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -63,13 +63,12 @@ def model_config_for(config: Config, data: DataBundle) -> FSDConfig:
         "image_size": data.image_size,
         "occupancy_grid": data.grid,
         "horizon": data.horizon,
+        "trajectory_dt_s": data.dt_s,
     }
     if config.model.dim:
         overrides["dim"] = config.model.dim
-    from opendojo.models.fsd import _resolve
-
     try:
-        return _resolve(config.model.preset, overrides)
+        return replace(PRESETS[config.model.preset], **overrides)
     except ValueError as e:
         raise ValueError(f"config [model] does not fit the data ({data.describe()}): {e}") from None
 
@@ -216,35 +215,37 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, ckpt: Any) -> N
     )
 
 
-def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> RunResult:
-    """Train the FSD network as ``config`` says, writing everything into ``out_dir``.
+@dataclass
+class _Setup:
+    """Everything a run needs before its first step, built and verified before anything is written."""
 
-    ``resume=True`` continues from the newest checkpoint in ``out_dir`` (bit-identical on CPU to a run that
-    never stopped); with no checkpoint there yet it starts from scratch (so ``torchrun --max-restarts``
-    can always pass ``--resume``). Without ``resume``, an ``out_dir`` that already holds checkpoints is
-    refused rather than overwritten.
+    ctx: D.DistContext
+    data: DataBundle
+    model: nn.Module
+    precision: Precision
+    optimizer: torch.optim.Optimizer
+    stream: BatchStream
+    signature: dict[str, Any]
+    start: int
+    previous: Path | None  # the checkpoint resumed from
 
-    Raises ``ValueError`` (bad config or data), ``CheckpointError`` (unusable checkpoint; nothing is
-    written) and :class:`NonFiniteLossError` (NaN/Inf loss; the last good checkpoint is kept).
-    """
+
+def _setup(config: Config, out_dir: Path, resume: bool) -> _Setup:
     ctx = D.init_distributed(config.train.device)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    out_dir = Path(out_dir)
-    ckpt_root = out_dir / "checkpoints"
     t = config.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
     if t.batch_size % ctx.world_size:
         raise ValueError(
             f"config key train.batch_size={t.batch_size} must be divisible by the number of "
             f"processes ({ctx.world_size})"
         )
-    previous = latest_checkpoint(ckpt_root)
+    previous = latest_checkpoint(out_dir / "checkpoints")
     if previous is not None and not resume:
         raise ValueError(
             f"run folder {str(out_dir)!r} already holds checkpoints ({previous.name}); pass "
             f"--resume to continue it, or choose another --out"
         )
-
     per_rank = t.batch_size // ctx.world_size
     data = open_datasets(config.data, ctx.rank, ctx.world_size, per_rank)
     model_config = model_config_for(config, data)
@@ -252,7 +253,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress
     torch.manual_seed(t.seed)  # identical initial weights on every rank
     model, precision = build_model(model_config, t.precision, ctx.device)
     ckpt = None
-    if resume and previous is not None:
+    if previous is not None:
         ckpt = load_checkpoint(previous, signature)  # verifies hashes and signature; writes nothing
         if ckpt.trainer_state.get("world_size") != ctx.world_size:
             raise CheckpointError(
@@ -268,113 +269,143 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress
     model = D.wrap_model(model, ctx, t.fsdp)
     optimizer = _make_optimizer(model, config)
     stream = BatchStream(data, per_rank, config.data.num_workers, ctx.device)
-    start = 0
     if ckpt is not None:
         _restore(model, optimizer, ckpt)
         _set_rng_state(ckpt.rng_states[ctx.rank], ctx.device)
         stream.load_state_dict(ckpt.trainer_state["data"][ctx.rank])
-        start = ckpt.step
+    return _Setup(
+        ctx,
+        data,
+        model,
+        precision,
+        optimizer,
+        stream,
+        signature,
+        start=ckpt.step if ckpt else 0,
+        previous=previous,
+    )
 
+
+def _stop_on_non_finite(loss_value: float, step: int, last_ckpt: Path | None, log: _MetricsLog) -> None:
+    if math.isfinite(loss_value):
+        return
+    log.write({"kind": "error", "step": step, "loss": loss_value})
+    where = f"the last good checkpoint is {str(last_ckpt)!r}" if last_ckpt else "no checkpoint was written"
+    raise NonFiniteLossError(
+        f"loss became {loss_value} at step {step}; training stopped before applying it, {where}"
+    )
+
+
+def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> RunResult:
+    """Train the FSD network as ``config`` says, writing everything into ``out_dir``.
+
+    ``resume=True`` continues from the newest checkpoint in ``out_dir`` (bit-identical on CPU to a run that
+    never stopped); with no checkpoint there yet it starts from scratch (so ``torchrun --max-restarts``
+    can always pass ``--resume``). Without ``resume``, an ``out_dir`` that already holds checkpoints is
+    refused rather than overwritten.
+
+    Raises ``ValueError`` (bad config or data), ``CheckpointError`` (unusable checkpoint; nothing is
+    written) and :class:`NonFiniteLossError` (NaN/Inf loss; the last good checkpoint is kept).
+    """
+    out_dir = Path(out_dir)
+    s = _setup(config, out_dir, resume)
+    ctx, model, optimizer, stream, precision, t = (
+        s.ctx,
+        s.model,
+        s.optimizer,
+        s.stream,
+        s.precision,
+        config.train,
+    )
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=1))
-    log = _MetricsLog(out_dir / "metrics.jsonl", ctx.is_main, start if ckpt is not None else None)
-    weights = {
-        "occupancy": config.loss.occupancy,
-        "trajectory": config.loss.trajectory,
-        "speed": config.loss.speed,
-        "steering": config.loss.steering,
-    }
-    last_ckpt = previous if ckpt is not None else None
-    metrics: dict[str, float] = {}
-    loss_value = math.nan
+    log = _MetricsLog(out_dir / "metrics.jsonl", ctx.is_main, s.start if s.previous else None)
+    weights = {k: getattr(config.loss, k) for k in ("occupancy", "trajectory", "speed", "steering")}
+    last_ckpt, metrics, loss_value = s.previous, {}, math.nan
     bar = tqdm(
         total=t.steps,
-        initial=start,
+        initial=s.start,
         disable=not (progress and ctx.is_main),
         unit="step",
         dynamic_ncols=True,
-        desc=f"train {model_config_name(config)} {t.precision}",
+        desc=f"train {config.model.preset} {t.precision}",
     )
-    if start == 0:
+    if s.start == 0:
         # The untrained network (heads at the data's base rates) is the first baseline on every curve.
-        log.write({"kind": "eval", "step": 0, **_evaluate(model, data, config, ctx, precision)})
-    run_t0 = time.perf_counter()
-    window_t0, window_wait, window_steps, total_wait = run_t0, 0.0, 0, 0.0
+        log.write({"kind": "eval", "step": 0, **_evaluate(model, s.data, config, ctx, precision)})
+    run_t0 = window_t0 = time.perf_counter()
+    window_wait, window_steps, total_wait = 0.0, 0, 0.0
     model.train()
-    for step in range(start, t.steps):
+    for step in range(s.start, t.steps):
         t0 = time.perf_counter()
         frames, target = stream.next()
         wait = time.perf_counter() - t0
-        window_wait += wait
-        total_wait += wait
+        window_wait, total_wait = window_wait + wait, total_wait + wait
         with precision.autocast():
             out = model(frames)
         loss, parts = task_loss(out, target, weights, config.loss.occupancy_pos_weight)
         loss.backward()
         # One all-reduce for the logged losses; every rank sees the same values, so all stop together.
-        logged = D.all_reduce_sum(torch.stack([loss.detach().float(), *parts.values()]).cpu(), ctx)
-        logged /= ctx.world_size
+        logged = (
+            D.all_reduce_sum(torch.stack([loss.detach().float(), *parts.values()]).cpu(), ctx)
+            / ctx.world_size
+        )
         loss_value = logged[0].item()
         if not math.isfinite(loss_value):
-            log.write({"kind": "error", "step": step + 1, "loss": loss_value})
             bar.close()
-            where = (
-                f"the last good checkpoint is {str(last_ckpt)!r}"
-                if last_ckpt
-                else "no checkpoint was written"
-            )
-            raise NonFiniteLossError(
-                f"loss became {loss_value} at step {step + 1}; training stopped before applying it, {where}"
-            )
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            model.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf
-        )
+        _stop_on_non_finite(loss_value, step + 1, last_ckpt, log)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
         lr = learning_rate(step, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps, total_steps=t.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         precision.after_step(model)
-        done = step + 1
-        window_steps += 1
+        done, window_steps = step + 1, window_steps + 1
         bar.update(1)
         if done % t.log_every == 0 or done == t.steps:
             elapsed = time.perf_counter() - window_t0
             rate = window_steps * t.batch_size / elapsed
-            record = {
-                "kind": "train",
-                "step": done,
-                "loss": loss_value,
-                "lr": lr,
-                "grad_norm": float(grad_norm),
-                "samples_per_s": rate,
-                "data_wait_fraction": window_wait / elapsed,
-                "time_s": time.perf_counter() - run_t0,
-            }
-            record.update({f"loss_{k}": v for k, v in zip(parts, logged[1:].tolist(), strict=True)})
-            log.write(record)
+            log.write(
+                {
+                    "kind": "train",
+                    "step": done,
+                    "loss": loss_value,
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "samples_per_s": rate,
+                    "data_wait_fraction": window_wait / elapsed,
+                    "time_s": time.perf_counter() - run_t0,
+                    **{f"loss_{k}": v for k, v in zip(parts, logged[1:].tolist(), strict=True)},
+                }
+            )
             bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.1f}")
             window_t0, window_wait, window_steps = time.perf_counter(), 0.0, 0
         if (t.eval_every and done % t.eval_every == 0) or done == t.steps:
-            metrics = _evaluate(model, data, config, ctx, precision)
+            metrics = _evaluate(model, s.data, config, ctx, precision)
             log.write({"kind": "eval", "step": done, **metrics})
-            report = precision.report(model)
-            if report:
+            if report := precision.report(model):
                 log.write({"kind": "numerics", "step": done, "layers": report})
             window_t0 = time.perf_counter()  # evaluation time is not training throughput
         if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps:
             last_ckpt = _save(
-                ckpt_root, done, model, optimizer, stream, ctx, config, signature, {"loss": loss_value}
+                out_dir / "checkpoints",
+                done,
+                model,
+                optimizer,
+                stream,
+                ctx,
+                config,
+                s.signature,
+                {"loss": loss_value},
             )
             window_t0 = time.perf_counter()
     bar.close()
     wall = time.perf_counter() - run_t0
-    steps_run = t.steps - start
-    if last_ckpt is None:  # resumed at the final step: nothing left to do, report the checkpoint
-        last_ckpt = previous
-    if not metrics and steps_run == 0:
-        metrics = _evaluate(model, data, config, ctx, precision)
+    if not metrics:  # resumed a finished run: nothing was trained, report where it stands
+        metrics = _evaluate(model, s.data, config, ctx, precision)
+    steps_run = t.steps - s.start
     result = RunResult(
         out_dir=out_dir,
         steps=t.steps,
@@ -389,16 +420,14 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress
         world_size=ctx.world_size,
     )
     if ctx.is_main:
-        from opendojo.train.plots import plot_run
-
-        result.plots = plot_run(result.metrics_path, out_dir / "plots")
-        summary = {
-            k: (str(v) if isinstance(v, Path) else [str(p) for p in v] if k == "plots" else v)
-            for k, v in asdict(result).items()
-        }
-        (out_dir / "result.json").write_text(json.dumps(summary, indent=1))
+        _write_summary(result)
     return result
 
 
-def model_config_name(config: Config) -> str:
-    return config.model.preset
+def _write_summary(result: RunResult) -> None:
+    from opendojo.train.plots import plot_run
+
+    result.plots = plot_run(result.metrics_path, result.out_dir / "plots")
+    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+    summary["plots"] = [str(p) for p in result.plots]
+    (result.out_dir / "result.json").write_text(json.dumps(summary, indent=1))
