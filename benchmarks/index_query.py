@@ -24,10 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from opendojo.data import query, stats
-from opendojo.data.index import SCHEMA
+from opendojo.data.index import SCHEMA, write_index_table
 
 WHERE = "speed_mean > 20 AND occupied_ahead > 0 AND camera = 'front'"
 CAMERAS = ["front", "left", "right", "rear", "front_left", "front_right", "rear_left", "rear_right"]
@@ -101,7 +100,7 @@ def main() -> None:
         t = time.perf_counter()
         for w in range(8):
             fragment = ds / "index" / f"writer{w}-00000.parquet"
-            pq.write_table(_rows(args.rows // 8, rng, f"writer{w}"), fragment)
+            write_index_table(_rows(args.rows // 8, rng, f"writer{w}"), fragment)  # as ingest does
         gen_s = time.perf_counter() - t
         index_bytes = sum(p.stat().st_size for p in (ds / "index").iterdir())
         glob = str(ds / "index" / "*.parquet")
