@@ -143,8 +143,9 @@ def save_checkpoint(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    for stale in root.glob(".tmp-step_*"):  # left by a writer killed mid-write: never a checkpoint
-        shutil.rmtree(stale, ignore_errors=True)
+    for pattern in (".tmp-step_*", ".del-step_*", ".old-step_*"):  # left by a killed writer
+        for stale in root.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     tmp.mkdir()
     tensors, optim_meta = _flatten_optimizer(optimizer_state)
@@ -177,7 +178,10 @@ def save_checkpoint(
         os.rename(tmp, final)
     _fsync(root)
     for stale in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(stale)
+        # Rename first: a writer killed while deleting leaves a hidden folder, never half a checkpoint.
+        doomed = root / f".del-{stale.name}-{os.getpid()}"
+        os.rename(stale, doomed)
+        shutil.rmtree(doomed)
     return final
 
 
