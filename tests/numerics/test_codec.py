@@ -243,3 +243,11 @@ def test_cuda_tensors_give_the_same_codes_values_and_flags_as_cpu():
             assert torch.equal(fake_quantize(x.cuda().double(), fmt, 9, rounding, seed=5).cpu(),
                                fake_quantize(x.double(), fmt, 9, rounding, seed=5))
             assert torch.equal(decode(gpu, fmt, 9).cpu(), decode(cpu, fmt, 9))
+
+
+def test_decode_table_checks_its_arguments():
+    with pytest.raises(ValueError, match=r"bias must be an integer in 0\.\.63, got 64"):
+        decode_table(CFLOAT8_1_4_3, 64)
+    with pytest.raises(ValueError, match="fmt must be"):
+        decode_table("fp8", 7)
+    assert decode_table("cfloat8_1_4_3", 7)[0x38] == 1.0

@@ -25,9 +25,13 @@ _TORCH_CODE = {8: torch.uint8, 16: torch.uint16}
 
 
 # --- decode tables ----------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=512)
-def decode_table(fmt: CFloatFormat, bias: int) -> np.ndarray:
+def decode_table(fmt: CFloatFormat | str, bias: int) -> np.ndarray:
     """float32 ``[2**bits]``: the value of every code (read-only). Every CFloat value is exact in FP32."""
+    return _decode_table(get_format(fmt), check_bias(bias))
+
+
+@functools.lru_cache(maxsize=512)  # 4 formats x 64 biases
+def _decode_table(fmt: CFloatFormat, bias: int) -> np.ndarray:
     codes = np.arange(1 << fmt.bits, dtype=np.int64)
     M = fmt.mantissa_bits
     mag = codes & fmt.max_magnitude_code
