@@ -13,6 +13,7 @@ from torch import nn
 
 from opendojo import numerics
 from opendojo.nn.recipe import TensorPolicy
+from opendojo.nn.seeds import shard_seed
 
 #: The numerics flags, counted per element.
 FLAG_NAMES = ("overflow", "underflow", "invalid", "denormal")
@@ -110,7 +111,29 @@ class TensorBias(OptionalStateModule):
         """
         if self.format is None:
             return x
+        if _is_dtensor(x):
+            return self._forward_sharded(x, call, avoid_top_code)
         amax, n_inf = _finite_amax(x)
+        return self._round(x, amax, n_inf, call, avoid_top_code)
+
+    def _forward_sharded(self, x, call: RoundingCall, avoid_top_code: bool):
+        """A DTensor (an FSDP2-sharded weight between steps): round the local shard at the bias of the
+        *global* amax (one all-reduce), with stochastic-rounding bits drawn per shard."""
+        import torch.distributed as dist
+        from torch.distributed.tensor import DTensor
+
+        local = x.to_local()
+        amax, n_inf = _finite_amax(local)
+        amax_t = torch.tensor(amax, dtype=torch.float32, device=local.device)
+        mesh = x.device_mesh
+        for dim in range(mesh.ndim):
+            dist.all_reduce(amax_t, op=dist.ReduceOp.MAX, group=mesh.get_group(dim))
+        shard = mesh.get_rank()
+        call = call._replace(seed=shard_seed(call.seed, shard))
+        y = self._round(local, float(amax_t), n_inf, call, avoid_top_code)
+        return DTensor.from_local(y, mesh, x.placements, shape=x.shape, stride=x.stride())
+
+    def _round(self, x: torch.Tensor, amax: float, n_inf: int, call: RoundingCall, avoid_top_code: bool):
         bias = self.choose(amax, call.update)
         self.last_bias = bias  # scratch for the FP8 path, not state
         flags = numerics.Flags() if call.count_flags else None
@@ -127,6 +150,11 @@ class TensorBias(OptionalStateModule):
         if call.update:
             self.infinite.add_(n_inf)  # cheap (known from the amax pass), so counted on every step
         return y
+
+
+def _is_dtensor(x: torch.Tensor) -> bool:
+    # Without importing torch.distributed on the hot path: DTensor is the only tensor subclass we split.
+    return type(x).__name__ == "DTensor"
 
 
 def _second_largest(fmt: object, bias: int) -> float:

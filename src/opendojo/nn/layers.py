@@ -15,7 +15,7 @@ from torch import nn
 from opendojo.nn.bias_state import OptionalStateModule, RoundingCall, TensorBias
 from opendojo.nn.fp8_matmul import fp8_hardware_available, fp8_shapes_supported, scaled_linear
 from opendojo.nn.recipe import Recipe
-from opendojo.nn.rounding_ops import round_gradient, round_values
+from opendojo.nn.rounding_ops import round_gradient, round_output_gradient, round_values
 from opendojo.nn.seeds import layer_seed, tensor_seed
 
 TENSOR_CLASSES = ("input", "weight", "grad_output", "grad_input", "weight_storage")
@@ -78,7 +78,7 @@ class _CFloatLayer:
         xq = round_values(x, state.input, calls["input"], fp8)
         wq = round_values(self.weight, state.weight, calls["weight"], fp8)
         y = self._op(xq, wq, fp8)
-        return round_gradient(y, state.grad_output, calls["grad_output"])
+        return round_output_gradient(y, state.grad_output, calls["grad_output"])
 
     @torch.no_grad()
     def round_stored_weight_(self) -> None:

@@ -54,7 +54,21 @@ def round_values(x: torch.Tensor, state: TensorBias, call: RoundingCall, avoid_t
 
 
 def round_gradient(x: torch.Tensor, state: TensorBias, call: RoundingCall) -> torch.Tensor:
-    """``x`` unchanged in the forward pass; its gradient rounded by ``state`` in the backward pass."""
+    """``x`` unchanged in the forward pass; the gradient of this use of ``x`` rounded by ``state`` in the
+    backward pass (an identity op in the graph, so other uses of ``x`` are not affected)."""
     if state.format is None or not x.requires_grad:
         return x
     return _RoundGradient.apply(x, state, call)
+
+
+def round_output_gradient(y: torch.Tensor, state: TensorBias, call: RoundingCall) -> torch.Tensor:
+    """``y`` itself, with a hook that rounds its whole gradient (the sum over all its uses) by ``state``.
+
+    For a layer's own output the hook and :func:`round_gradient` are equivalent; the hook avoids returning
+    a view of ``y`` (FSDP2 warns about views as module outputs, and an in-place op on one would drop its
+    hooks).
+    """
+    if state.format is None or not y.requires_grad:
+        return y
+    y.register_hook(lambda grad: state(grad, call))
+    return y

@@ -29,6 +29,11 @@ def layer_seed(recipe_seed: int, fqn: str) -> int:
     return _splitmix64((recipe_seed << 32) ^ zlib.crc32(fqn.encode())) >> 2
 
 
+def shard_seed(seed: int, shard: int) -> int:
+    """The seed for shard ``shard`` of a sharded tensor rounded with ``seed``, in ``[0, 2**31)``."""
+    return _splitmix64((seed << 20) ^ (shard & _MASK64)) >> 33
+
+
 def tensor_seed(base: int, step: int, stream: str) -> int:
     """The seed for tensor class ``stream`` of a layer with base seed ``base`` at training step ``step``.
 
