@@ -13,10 +13,10 @@ import torch
 from opendojo.numerics.formats import CFloatFormat
 from opendojo.numerics.stochastic import RANDOM_BITS, random_bits_torch
 
-# (int view dtype, mantissa bits, exponent bias, all-ones exponent field) of the rounded input type
+# (int view dtype, mantissa bits, exponent bias, all-ones exponent field, |x| mask) of the input type
 _BITS = {
-    torch.float32: (torch.int32, 23, 127, 255),
-    torch.float64: (torch.int64, 52, 1023, 2047),
+    torch.float32: (torch.int32, 23, 127, 255, 0x7FFFFFFF),
+    torch.float64: (torch.int64, 52, 1023, 2047, 0x7FFFFFFFFFFFFFFF),
 }
 
 
@@ -37,17 +37,13 @@ def encode_flat(
     orig_dtype = x.dtype
     if orig_dtype in (torch.float16, torch.bfloat16):
         x = x.to(torch.float32)
-    view_dtype, MB, EB, FMAX = _BITS[x.dtype]
+    view_dtype, MB, EB, FMAX, ABS = _BITS[x.dtype]
     M = fmt.mantissa_bits
     max_mag = fmt.max_magnitude_code
 
-    bits = x.view(view_dtype).to(torch.int64)
-    if view_dtype == torch.int32:
-        negative = bits < 0
-        a = bits & 0x7FFFFFFF
-    else:
-        negative = bits < 0
-        a = bits & 0x7FFFFFFFFFFFFFFF
+    bits = x.view(view_dtype).to(torch.int64)  # sign-extended: negative inputs are negative ints
+    negative = bits < 0
+    a = bits & ABS
     f = a >> MB
     man = a & ((1 << MB) - 1)
     is_nan = (f == FMAX) & (man != 0)
