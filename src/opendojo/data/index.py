@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -106,11 +105,6 @@ def _connect(url: str):
     return con.cursor()
 
 
-def _is_manifest(path: str) -> bool:
-    fs, p = url_to_fs(path)
-    return fs.isfile(p)
-
-
 def resolve(dataset: str | os.PathLike) -> tuple[str, str]:
     """``(kind, url)``: ``("dataset", root)`` or ``("manifest", file)``; clear errors for bad paths."""
     url = str(dataset)
@@ -186,8 +180,9 @@ def load_index(dataset: str | os.PathLike, where_sql: str | None = None) -> pa.T
 def query(dataset: str | os.PathLike, where_sql: str, out: str | os.PathLike | None = None) -> pa.Table:
     """Rows of ``dataset`` matching the SQL boolean expression ``where_sql``, e.g.
     ``"speed_mean > 20 AND occupied_ahead > 0"``. With ``out``, also write them as a subset manifest
-    (Parquet, atomically) that ``ClipDataset`` and ``stats`` accept like a dataset. Whole clips only:
-    if any camera of a clip matches, the clip's rows for the matching cameras are kept."""
+    (Parquet, atomically) that ``ClipDataset`` and ``stats`` accept like a dataset. Rows are per
+    camera, so ``camera = 'front'`` keeps only front-camera rows, and ``ClipDataset`` then streams the
+    cameras present in every selected clip."""
     table = load_index(dataset, where_sql)
     if out is not None:
         fs, p = url_to_fs(str(out))
@@ -235,9 +230,3 @@ def dataset_root_of(table: pa.Table) -> str:
     if ROOT_KEY not in meta:
         raise ValueError("table has no dataset root metadata; get it from load_index() or query()")
     return meta[ROOT_KEY].decode()
-
-
-def local_path(url: str) -> Path | None:
-    fs, p = url_to_fs(url)
-    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return Path(p) if proto in ("file", "local") else None
