@@ -1,10 +1,14 @@
 """Bias policies (dynamic, delayed, fixed), flag counts and non-finite inputs."""
 
+import math
+
+import pytest
 import torch
 from torch import nn
 
 from opendojo import numerics
 from opendojo.nn import Recipe, TensorPolicy, bias_report, convert
+from opendojo.nn.bias_state import TensorBias
 
 F143 = numerics.CFLOAT8_1_4_3
 
@@ -95,3 +99,17 @@ def test_bias_report_lists_every_rounded_tensor_class():
     assert entry["step"] == 1
     assert set(entry) == {"step", "input", "weight", "grad_output", "grad_input", "weight_storage"}
     assert entry["grad_output"]["format"] == "cfloat8_1_5_2" and 0 <= entry["grad_output"]["bias"] <= 63
+
+
+@pytest.mark.parametrize("fmt", ["cfloat8_1_4_3", "cfloat8_1_5_2", "cfloat16_shp"])
+@pytest.mark.parametrize("margin", [0, 3])
+def test_bias_table_agrees_with_numerics_choose_bias(fmt, margin):
+    """The fast bisection in TensorBias against its slow twin, over ±1 ulp of every binade edge."""
+    state = TensorBias(TensorPolicy(fmt, margin=margin))
+    f = numerics.get_format(fmt)
+    amaxes = [0.0, 1e-30, 1e30, float(torch.finfo(torch.float32).max)]
+    for b in range(64):
+        edge = f.max(b)
+        amaxes += [edge, math.nextafter(edge, 0.0), math.nextafter(edge, math.inf)]
+    for amax in amaxes:
+        assert state._choose_bias(amax) == numerics.choose_bias(amax, f, margin=margin), amax

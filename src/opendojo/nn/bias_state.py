@@ -6,6 +6,7 @@ safetensors checkpoints and DDP buffer broadcasts, and a resumed run makes exact
 
 from __future__ import annotations
 
+import bisect
 from typing import NamedTuple
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 from opendojo import numerics
 from opendojo.nn.recipe import TensorPolicy
 from opendojo.nn.seeds import shard_seed
+from opendojo.numerics.formats import BIAS_MAX, BIAS_MIN
 
 #: The numerics flags, counted per element.
 FLAG_NAMES = ("overflow", "underflow", "invalid", "denormal")
@@ -72,10 +74,23 @@ class TensorBias(OptionalStateModule):
         super().__init__()
         self.policy = policy
         self.format = None if policy.is_identity else numerics.get_format(policy.format)
+        # fmt.max(bias) for bias = 63, 62, ..., 0: ascending, for _choose_bias
+        biases = range(BIAS_MAX, BIAS_MIN - 1, -1)
+        self._maxima = [] if self.format is None else [self.format.max(b) for b in biases]
         self.register_buffer("bias", torch.full((), -1, dtype=torch.int64, device=device))
         self.register_buffer("amax_history", torch.zeros(policy.history, dtype=torch.float32, device=device))
         for name in COUNT_NAMES:
             self.register_buffer(name, torch.zeros((), dtype=torch.int64, device=device))
+
+    def _choose_bias(self, amax: float) -> int:
+        """``numerics.choose_bias(amax, format, margin)`` by bisection in a table of the format's maxima.
+
+        Same answer (tests hold it to numerics.choose_bias over many binades), ~50x cheaper than its
+        linear scan: this runs four times per layer and step, on the host, between kernels.
+        """
+        need = amax * 2.0 ** self.policy.margin
+        i = bisect.bisect_left(self._maxima, need)
+        return max(BIAS_MAX - i, BIAS_MIN)
 
     def extra_repr(self) -> str:
         p = self.policy
@@ -87,10 +102,10 @@ class TensorBias(OptionalStateModule):
         if p.bias == "fixed":
             bias = p.fixed_bias
         elif p.bias == "dynamic":
-            bias = numerics.choose_bias(amax, self.format, margin=p.margin)
+            bias = self._choose_bias(amax)
         else:  # delayed: the window's amax, from steps before this one; the first call has no history yet
             window = float(self.amax_history.max())
-            bias = numerics.choose_bias(window if window > 0 else amax, self.format, margin=p.margin)
+            bias = self._choose_bias(window if window > 0 else amax)
         if update:
             self.amax_history.copy_(torch.roll(self.amax_history, 1))
             self.amax_history[0] = amax

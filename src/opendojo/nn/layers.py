@@ -35,6 +35,12 @@ class LayerState(OptionalStateModule):
         self.grad_input = TensorBias(recipe.gradient, device)
         storage = recipe.weight_storage
         self.weight_storage = TensorBias(storage, device) if storage is not None else None
+        # seeds are only worth computing (~20 µs each in Python) for the stochastically rounded classes
+        self._stochastic = {
+            name for name in TENSOR_CLASSES
+            if getattr(self, name) is not None and getattr(self, name).format is not None
+            and getattr(self, name).policy.rounding == "stochastic"
+        }
         self.register_buffer("step", torch.zeros((), dtype=torch.int64, device=device))
         seed = layer_seed(recipe.seed, fqn)
         self.register_buffer("seed", torch.tensor(seed, dtype=torch.int64, device=device))
@@ -54,7 +60,8 @@ class LayerState(OptionalStateModule):
         count = update and every > 0 and step % every == 0
         if update and advance:
             self.step.add_(1)
-        return {name: RoundingCall(tensor_seed(base, step, name), update, count) for name in TENSOR_CLASSES}
+        seeds = {name: tensor_seed(base, step, name) for name in self._stochastic}
+        return {name: RoundingCall(seeds.get(name, 0), update, count) for name in TENSOR_CLASSES}
 
 
 class _CFloatLayer:
