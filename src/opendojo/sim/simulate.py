@@ -110,17 +110,27 @@ def best_step(w: Workload, s: System, batch: int, precision: str, parallel=None)
         raise ValueError(_explain_no_layout(w, s, batch, fixed))
     best, smallest, memo = None, None, {}
     capacity = s.device.mem_bytes * USABLE_MEMORY[s.family] + s.device.spill_bytes
-    for layout in cands:
-        # Memory first (cheap): a layout that cannot fit is never timed.
-        mem = memory_per_device(w, layout, precision, batch // layout.dp // layout.microbatch)
-        need = sum(mem.values())
-        if smallest is None or need < smallest[1]:
-            smallest = (layout, need, mem)
-        if need > capacity:
-            continue
-        est = estimate_step(w, s, layout, batch, precision, memo)
-        if est.fits and (best is None or est.step_time_s < best.step_time_s):
-            best = est
+    # Two stages: every layout without interleaving, then interleaving (vp > 1) only for the few fastest
+    # (interleaving shrinks the bubble, adds sends and memory; it never rescues a layout that does not fit).
+    first = cands if "vp" in fixed else [c for c in cands if c.vp == 1]
+    timed: list[StepEstimate] = []
+    for stage in (first, None):
+        if stage is None:
+            top = {replace(e.layout, vp=1) for e in sorted(timed, key=lambda e: e.step_time_s)[:6]}
+            stage = [c for c in cands if c.vp > 1 and replace(c, vp=1) in top] if "vp" not in fixed else []
+        for layout in stage:
+            # Memory first (cheap): a layout that cannot fit is never timed.
+            mem = memory_per_device(w, layout, precision, batch // layout.dp // layout.microbatch)
+            need = sum(mem.values())
+            if smallest is None or need < smallest[1]:
+                smallest = (layout, need, mem)
+            if need > capacity:
+                continue
+            est = estimate_step(w, s, layout, batch, precision, memo)
+            if est.fits:
+                timed.append(est)
+                if best is None or est.step_time_s < best.step_time_s:
+                    best = est
     if best is None:
         layout, _, mem = smallest
         where = ("SRAM + its share of DIP HBM" if s.family == "dojo" else

@@ -91,19 +91,22 @@ def _stage_time(w: Workload, ops: dict, s: System, precision: str, layout: Layou
     ops (the output head and loss dominate them; the embedding is a lookup): the pipeline runs at that
     stage's pace. Other workloads are assumed to split evenly. ``memo`` caches table times across the
     layouts of one search (they depend only on micro-batch, tp and the ops selected)."""
-    if memo is not None:
-        mkey = (key, layout.microbatch, layout.tp, layout.pp)
-        if mkey not in memo:
-            memo[mkey] = _stage_time(w, ops, s, precision, layout, mask)
-        return memo[mkey]
-    total = table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask,
-                       fusion=s.pointwise_fusion)
-    group = ops["group"]
-    if layout.pp == 1 or not np.any(group > 0) or w.layers < 2:
+    mkey = (key, layout.microbatch, layout.tp)
+    if memo is not None and mkey in memo:
+        total, base = memo[mkey]
+    else:
+        total = table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask,
+                           fusion=s.pointwise_fusion)
+        base = None
+        group = ops["group"]
+        if np.any(group > 0) and w.layers >= 2:
+            base_ops = dict(ops, count=np.where(group == 1, 2.0, np.where(group == 2, -1.0, ops["count"])))
+            base = table_time(base_ops, s.device, precision, s.family, split=layout.tp, mask=mask,
+                              fusion=s.pointwise_fusion)
+        if memo is not None:
+            memo[mkey] = (total, base)
+    if layout.pp == 1 or base is None:
         return total.scaled(1 / layout.pp)
-    base_ops = dict(ops, count=np.where(group == 1, 2.0, np.where(group == 2, -1.0, ops["count"])))
-    base = table_time(base_ops, s.device, precision, s.family, split=layout.tp, mask=mask,
-                      fusion=s.pointwise_fusion)
     per_block = (total + base.scaled(-1.0)).scaled(1.0 / w.layers)
     return per_block.scaled(math.ceil(w.layers / layout.pp)) + base
 
@@ -140,14 +143,16 @@ def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision:
     if layout.recompute:
         bwd = bwd + fwd
     shard = layout.tp * layout.pp * (layout.dp if layout.zero else 1)
-    okey = ("opt", u, shard)
+    # The optimizer's work is elementwise over this device's parameter shard: its compute and memory
+    # time scale as 1/shard (dispatch cost is set per family below or is zero), so time it once.
+    okey = ("opt", u)
     if memo is not None and okey in memo:
-        opt = memo[okey]
+        opt_full = memo[okey]
     else:
-        opt = table_time(ops, s.device, precision, fam, split=shard, mask=phase == 2,
-                         fusion=s.pointwise_fusion)
+        opt_full = table_time(ops, s.device, precision, fam, mask=phase == 2, fusion=s.pointwise_fusion)
         if memo is not None:
-            memo[okey] = opt
+            memo[okey] = opt_full
+    opt = PhaseTime(opt_full.compute / shard, opt_full.memory / shard, opt_full.overhead)
     if fam == "cpu" and s.device.optimizer_tensor_s:
         # Eager AdamW is a Python loop over parameter tensors: its dispatch cost is measured per tensor.
         opt = PhaseTime(opt.compute, opt.memory, w.param_tensors * s.device.optimizer_tensor_s)
