@@ -5,8 +5,9 @@ dojo_lean) and 1 vs 2 processes, runs ``dojo train`` on synthetic data in a fres
 its metrics.jsonl: samples/s and the fraction of step time spent waiting on data are medians over the
 logged windows after the first (the first holds start-up). FLOPs per sample (forward + backward) are
 counted with ``torch.utils.flop_counter.FlopCounterMode`` on the FP32 network; achieved FLOP/s =
-FLOPs/sample × samples/s. Anchor measured in the same run: this machine's FP32 matmul rate (2048² mm),
-which gives the model-FLOP utilisation (MFU) column.
+FLOPs/sample × samples/s. Anchor measured right before each row: this machine's FP32 matmul rate
+(2048³; all threads for one process, N × the one-thread rate for N one-thread ranks), which gives the
+model-FLOP utilisation (MFU) column.
 
     .venv/bin/python benchmarks/train_throughput.py [--presets tiny,base] [--steps 25]
 """
@@ -144,10 +145,8 @@ def main() -> None:
         f"# machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"python {platform.python_version()}; shared machine: compare rows of this run only"
     )
-    print(
-        "# anchor: FP32 matmul 2048^3 on all threads, measured right before each row (the machine is shared,"
-    )
-    print("# so the MFU column compares each row with the machine as it was at that moment)")
+    print("# anchor: FP32 matmul 2048^3 right before each row: all threads for 1 process, N x 1-thread rate")
+    print("# for N one-thread ranks (shared machine: each row is compared with the machine at that moment)")
     print()
     print(
         "| preset | precision | processes | loader workers | samples/s | GFLOP/sample | achieved GFLOP/s "
@@ -172,7 +171,9 @@ def main() -> None:
             for precision in args.precisions.split(","):
                 for nproc in (int(n) for n in args.nprocs.split(",")):
                     for workers in (int(w) for w in args.workers.split(",")):
-                        anchor = matmul_gflops(max(2, torch.get_num_threads()))
+                        # The compute a row could use: one process on all threads, or N one-thread ranks.
+                        threads = max(2, torch.get_num_threads())
+                        anchor = matmul_gflops(threads) if nproc == 1 else nproc * matmul_gflops(1)
                         r = run(preset, precision, nproc, workers, args.steps, cache, work)
                         row = f"| {preset} | {precision} | {nproc} | {workers} |"
                         if "error" in r:

@@ -199,7 +199,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         m = result.final_metrics
-        print(f"done: {result.steps} steps in {result.wall_s:.1f} s, {result.samples_per_s:.1f} samples/s; "
+        print(f"done: {result.steps} steps in {result.wall_s:.1f} s ({result.cpu_s:.0f} s CPU), "
+              f"{result.samples_per_s:.1f} samples/s; "
               f"loss {result.final_loss:.4f}; occupancy IoU {m.get('occupancy_iou', float('nan')):.3f}, "
               f"ADE {m.get('ade_m', float('nan')):.2f} m, FDE {m.get('fde_m', float('nan')):.2f} m, "
               f"speed MAE {m.get('speed_mae_mps', float('nan')):.2f} m/s")

@@ -53,6 +53,7 @@ class RunResult:
     plots: list[Path] = field(default_factory=list)
     precision: str = "fp32"
     world_size: int = 1
+    cpu_s: float = 0.0  # CPU time of this process (rank 0) over the steps: wall time lies on a shared machine
 
 
 def model_config_for(config: Config, data: DataBundle) -> FSDConfig:
@@ -335,6 +336,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress
         # The untrained network (heads at the data's base rates) is the first baseline on every curve.
         log.write({"kind": "eval", "step": 0, **_evaluate(model, s.data, config, ctx, precision)})
     run_t0 = window_t0 = time.perf_counter()
+    cpu_t0 = time.process_time()
     window_wait, window_steps, total_wait = 0.0, 0, 0.0
     model.train()
     for step in range(s.start, t.steps):
@@ -418,6 +420,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress
         metrics_path=out_dir / "metrics.jsonl",
         precision=t.precision,
         world_size=ctx.world_size,
+        cpu_s=time.process_time() - cpu_t0,
     )
     if ctx.is_main:
         _write_summary(result)
