@@ -340,7 +340,7 @@ def _build_system(name: str) -> System:
                         intra_link_bw=total(dies, "edge_bw"), **common)
         return System(name, fam, part.description, devices, device, power, link_bw=q["edge_bw"],
                       link_latency_s=q["hop_latency_s"], hypothetical=part.hypothetical or dpart.hypothetical,
-                      mesh_shape=_mesh_shape(devices), coll_eff=_q(part, "coll_eff"))
+                      mesh_shape=_mesh_shape(devices), coll_eff=_q(part, "coll_eff"), pointwise_fusion=True)
     device = Device(dev, mem_bytes=q["hbm_bytes"], mem_bw=q["hbm_bw"], spill_bytes=0.0, spill_bw=0.0,
                     conv_flops=q.get("conv_flops"), conv_bwd_flops=q.get("conv_bwd_flops"),
                     rng_rate=q.get("rng_rate"),

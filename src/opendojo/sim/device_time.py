@@ -12,7 +12,8 @@ For every op (vectorised over the table):
   kernel runs at its own measured ``attention_flops``, far below the GEMM rate.
 * normalisation and pooling kernels on the host: their own measured element rates (``op_rates``).
 * dispatch: on the host every aten op (views too) costs ``op_overhead_s`` in series (eager PyTorch is
-  synchronous); on a GPU a kernel lasts at least the launch floor; Dojo runs a compiled graph (zero).
+  synchronous); on a GPU a kernel lasts at least the launch floor; on Dojo (a compiled graph) an op lasts
+  at least its end-of-op barrier across the tile (``[U]``); fused pointwise ops launch nothing.
 * first touch (host): fresh allocations of at least 32 MiB come from ``mmap`` (glibc's largest mmap
   threshold) and are page-faulted again every step, at ``first_touch_bw``.
 """
@@ -103,11 +104,9 @@ def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, famil
     busy = np.maximum(t_compute, t_mem)
     if family == "cpu":
         overhead = np.full(len(kind), device.op_overhead_s)
-    elif family == "gpu":
+    else:  # GPU kernel launch floor; Dojo: the end-of-op barrier across the tile
         launched = ~free & ~((ops["fused"] > 0) if fusion and "fused" in ops else np.zeros(len(kind), bool))
         overhead = np.where(launched, np.maximum(device.op_overhead_s - busy, 0.0), 0.0)
-    else:
-        overhead = np.zeros(len(kind))
     w = count * sel
     return PhaseTime(float(np.sum(w * t_compute)), float(np.sum(w * (busy - t_compute))),
                      float(np.sum(w * overhead)))

@@ -146,9 +146,13 @@ def best_step(w: Workload, s: System, batch: int, precision: str, parallel=None)
 
 
 def _default_batch(w: Workload, s: System) -> int:
+    """The workload's fixed global batch (LLMs), else its per-device batch per H100's worth of peak
+    (a 9 PF Dojo tile gets about nine GPUs' share), rounded up to a multiple of the device count."""
     if w.default_global_batch:
         return w.default_global_batch
-    return w.default_batch_per_device * s.devices
+    units = max(s.devices, round(s.devices * s.device.peak_flops["bf16"] / H100_PEAK_BF16))
+    batch = w.default_batch_per_device * units
+    return s.devices * -(-batch // s.devices)
 
 
 def _resolve(workload, system, nodes) -> tuple[Workload, System]:
