@@ -405,7 +405,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--minutes", type=float, default=8.0, help="wall-time budget; more minutes, more steps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clips", type=int, default=24, help="synthetic drives to generate")
+    p.add_argument("--clips", type=int, default=48, help="synthetic drives to generate")
     p.add_argument("--cameras", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default: from --minutes)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -28,7 +28,7 @@ class DemoSettings:
 
     seed: int = 0
     minutes: float = 8.0
-    clips: int = 24
+    clips: int = 48
     cameras: int = 3
     clip_frames: int = 32
     frames_per_clip: int = 4

@@ -230,8 +230,9 @@ def write_report(root: Path, settings: DemoSettings, records: dict[str, dict], w
         if history:
             sec.figure(
                 plots.bias_timeline(history, f"{tensor_class} bias per layer"),
-                f"The exponent bias of each converted layer's {tensor_class} tensor at every evaluation "
-                "step (delayed amax policy: it changes only when the tensor's range moves).",
+                f"The exponent bias of each converted layer's {tensor_class} tensor, logged at every "
+                "evaluation: Recipe.dojo's dynamic policy picks, each step, the largest bias whose range "
+                "still covers the tensor's largest magnitude, so the bias tracks the tensor's scale.",
                 f"bias-{tensor_class}",
             )
     flags = _flag_table(cfloat_log)
