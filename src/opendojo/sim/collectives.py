@@ -36,6 +36,15 @@ def allreduce_time(nbytes: float, ranks: int, link: Link) -> float:
     return steps * link.alpha + 2.0 * (ranks - 1) / ranks * nbytes / link.bw
 
 
+def half_allreduce_time(nbytes: float, ranks: int, link: Link) -> float:
+    """Seconds for a ring reduce-scatter (or all-gather) of ``nbytes`` per rank: half an all-reduce
+    (``(p − 1) / p`` of the payload in ``p − 1`` steps)."""
+    if ranks <= 1 or nbytes <= 0:
+        return 0.0
+    steps = min(ranks - 1, math.ceil(math.log2(ranks)) + 1)
+    return steps * link.alpha + (ranks - 1) / ranks * nbytes / link.bw
+
+
 def p2p_time(nbytes: float, link: Link) -> float:
     """Seconds to send ``nbytes`` to a neighbour (pipeline stage boundary)."""
     return 0.0 if nbytes <= 0 else link.alpha + nbytes / link.bw

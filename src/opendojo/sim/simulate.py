@@ -3,7 +3,8 @@
 Without ``parallel``, every layout that divides the devices and the batch is tried (tensor parallelism
 up to the NVLink domain on GPUs, pipeline stages up to the number of blocks, micro-batch sizes, with and
 without activation recomputation) and the fastest one that fits memory wins. Fixed choices in
-``parallel`` ("dp=..,tp=..,pp=..,mb=..,zero=..,recompute=..") narrow the search.
+``parallel`` ("dp=..,tp=..,pp=..,mb=..,zero=..,recompute=..,sp=..") narrow the search. Transformers with
+tp > 1 use sequence parallelism unless ``sp=0``; ZeRO-1 and ZeRO-2 are both tried when dp > 1.
 """
 
 from __future__ import annotations
@@ -65,15 +66,20 @@ def _candidates(w: Workload, s: System, batch: int, fixed: dict[str, int]) -> li
             us = sorted({u for u in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, r) if u <= r and r % u == 0})
             if "microbatch" in fixed:
                 us = [fixed["microbatch"]]
-            zero = bool(fixed.get("zero", dp > 1))
+            # ZeRO-1 whenever there is data parallelism (it only saves memory); ZeRO-2 as an option (it
+            # also shards gradients, for more communication per micro-batch).
+            zeros = [fixed["zero"]] if "zero" in fixed else ([1, 2] if dp > 1 else [0])
             rcs = [bool(fixed["recompute"])] if "recompute" in fixed else ([False, True] if transformer
                                                                             else [False])
+            # Sequence parallelism with TP (Korthikanti et al. 2022): same communication volume, less
+            # memory, norms split: never worse, so on unless fixed off.
+            sp = bool(fixed.get("sp", 1)) and tp > 1
             for u in us:
                 m = r // u
                 vps = [v for v in (1, 2, 4, 8) if v == 1 or (pp > 1 and m % pp == 0 and pp * v <= w.layers)]
                 if "vp" in fixed:
                     vps = [fixed["vp"]]
-                out += [Layout(dp, tp, pp, u, zero, rc, vp) for rc in rcs for vp in vps]
+                out += [Layout(dp, tp, pp, u, z, rc, vp, sp) for z in zeros for rc in rcs for vp in vps]
     return out
 
 
@@ -97,8 +103,12 @@ def _explain_no_layout(w: Workload, s: System, batch: int, fixed: dict[str, int]
             f"choose a batch that is a multiple of the data-parallel degree (e.g. {n}) or fix dp/tp/pp")
 
 
-def best_step(w: Workload, s: System, batch: int, precision: str, parallel=None) -> StepEstimate:
-    """The fastest fitting layout's :class:`StepEstimate`; a clear error if none exists or fits."""
+def best_step(w: Workload, s: System, batch: int, precision: str, parallel=None, *,
+              check_memory: bool = True) -> StepEstimate:
+    """The fastest fitting layout's :class:`StepEstimate`; a clear error if none exists or fits.
+
+    ``check_memory=False`` (validation diagnostics only) times layouts whether they fit or not; the
+    result's ``fits`` still says whether the model thinks it does."""
     fixed = parse_parallel(parallel)
     if isinstance(fixed, Layout):
         return estimate_step(w, s, fixed, batch, precision)
@@ -120,14 +130,15 @@ def best_step(w: Workload, s: System, batch: int, precision: str, parallel=None)
             stage = [c for c in cands if c.vp > 1 and replace(c, vp=1) in top] if "vp" not in fixed else []
         for layout in stage:
             # Memory first (cheap): a layout that cannot fit is never timed.
-            mem = memory_per_device(w, layout, precision, batch // layout.dp // layout.microbatch)
+            mem = memory_per_device(w, layout, precision, batch // layout.dp // layout.microbatch,
+                                    fused=s.pointwise_fusion)
             need = sum(mem.values())
             if smallest is None or need < smallest[1]:
                 smallest = (layout, need, mem)
-            if need > capacity:
+            if need > capacity and check_memory:
                 continue
             est = estimate_step(w, s, layout, batch, precision, memo)
-            if est.fits:
+            if est.fits or not check_memory:
                 timed.append(est)
                 if best is None or est.step_time_s < best.step_time_s:
                     best = est

@@ -23,9 +23,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from opendojo.hw.system import System
-from opendojo.sim.collectives import allreduce_time, group_link, intra_tile_link, p2p_time
+from opendojo.sim.collectives import (
+    allreduce_time,
+    group_link,
+    half_allreduce_time,
+    intra_tile_link,
+    p2p_time,
+)
 from opendojo.sim.device_time import BYTE_SCALE, PhaseTime, table_time
 from opendojo.sim.layout import Layout
+from opendojo.sim.ops import KIND
 from opendojo.sim.workload import Workload
 
 #: Fraction of device memory usable by the model (CUDA context, NCCL buffers, allocator slack; the OS).
@@ -59,28 +66,63 @@ def _boundary_bytes_per_sample(w: Workload) -> float:
     return max(w.act_bytes1, 0.0) / max(w.layers, 1)
 
 
-def memory_per_device(w: Workload, layout: Layout, precision: str, microbatches: int = 1) -> dict[str, float]:
+def _replicated_bytes_per_sample(w: Workload, layout: Layout) -> float:
+    """fp32 activation bytes per sample and block that tensor parallelism leaves replicated on every TP
+    rank: without sequence parallelism, the inputs of the two norms and of the two column-parallel GEMMs
+    (the norms' outputs), four ``[s, h]`` tensors (Korthikanti et al. 2022, eq. 2: the ``10 sbh`` term,
+    less the dropout masks the reference models do not have). With ``sp`` they are split as well."""
+    if layout.tp == 1 or layout.sp or w.tp_bytes_per_sample <= 0:
+        return 0.0
+    return w.tp_bytes_per_sample  # four [s, h] fp32 tensors per sample: the same size as the TP payload
+
+
+def memory_per_device(w: Workload, layout: Layout, precision: str, microbatches: int = 1,
+                      fused: bool = False) -> dict[str, float]:
     """Bytes per device: weights, fp32 master copy, gradients, optimizer state, activations in flight
-    (1F1B keeps ``min(pp, microbatches)`` micro-batches of activations on the first stage)."""
+    (1F1B keeps ``min(pp, microbatches)`` micro-batches of activations on the first stage). ``fused``: a
+    compiled graph (GPU with pointwise fusion, Dojo) recomputes memory-bound ops in the backward pass
+    instead of saving their outputs (:meth:`Workload.activation_bytes`)."""
     n_local = w.params / (layout.tp * layout.pp)
     shard = layout.dp if layout.zero else 1
+    grad_shard = layout.dp if layout.zero >= 2 else 1
     mixed = precision != "fp32"
     m = layout.microbatch
     scale = BYTE_SCALE[precision]
+    rep = _replicated_bytes_per_sample(w, layout)
     if layout.recompute and w.tp_bytes_per_sample > 0:
-        per_layer_full = max(w.act_bytes1, 0.0) / max(w.layers, 1) / layout.tp
-        act_mb = (_boundary_bytes_per_sample(w) * w.layers / layout.pp + per_layer_full) * m * scale
+        # Full recomputation keeps each block's input ([s, h]; split over TP only with sp) and, during the
+        # backward pass of one block, that block's activations (for one micro-batch only).
+        slope = w.activation_bytes(1, fused) - w.activation_bytes(0, fused)
+        per_layer_full = max(slope, 0.0) / max(w.layers, 1)
+        per_layer_full = (max(per_layer_full - rep, 0.0) / layout.tp + min(rep, per_layer_full)) * m * scale
+        boundary = _boundary_bytes_per_sample(w) / (layout.tp if layout.sp else 1)
+        act_mb = boundary * w.layers / layout.pp * m * scale
     else:
-        act_mb = max(w.activation_bytes(m), 0.0) * scale / layout.tp / layout.pp
+        per_layer_full = 0.0
+        act_mb = (max(w.activation_bytes(m, fused), 0.0) / layout.tp
+                  + rep * (1.0 - 1.0 / layout.tp) * w.layers * m) * scale / layout.pp
     return {
         "weights": n_local * (2.0 if mixed else 4.0),
         "master": n_local * 4.0 / shard if mixed else 0.0,
-        "grads": n_local * (2.0 if mixed else 4.0),
+        "grads": n_local * (2.0 if mixed else 4.0) / grad_shard,
         "optimizer": n_local * (w.optimizer_bytes / max(w.params, 1)) / shard,
         # 1F1B: the first stage holds min(pp, m) micro-batches; interleaving adds (pp-1)/(pp*vp) more.
         "activations": act_mb * min(layout.pp, max(microbatches, 1))
-        * (1.0 + (layout.pp - 1) / (layout.pp * layout.vp) if layout.vp > 1 else 1.0),
+        * (1.0 + (layout.pp - 1) / (layout.pp * layout.vp) if layout.vp > 1 else 1.0) + per_layer_full,
     }
+
+
+def _split_time(ops: dict, s: System, precision: str, layout: Layout, mask) -> PhaseTime:
+    """Table time of the ops in ``mask`` split ``tp`` ways; without sequence parallelism the norms run
+    whole on every TP rank (they sit outside the tensor-parallel GEMMs)."""
+    if layout.tp == 1 or layout.sp:
+        return table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask,
+                          fusion=s.pointwise_fusion)
+    norm = ops["kind"] == KIND["norm"]
+    return (table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask & ~norm,
+                       fusion=s.pointwise_fusion)
+            + table_time(ops, s.device, precision, s.family, split=1, mask=mask & norm,
+                         fusion=s.pointwise_fusion))
 
 
 def _stage_time(w: Workload, ops: dict, s: System, precision: str, layout: Layout, mask,
@@ -91,18 +133,16 @@ def _stage_time(w: Workload, ops: dict, s: System, precision: str, layout: Layou
     ops (the output head and loss dominate them; the embedding is a lookup): the pipeline runs at that
     stage's pace. Other workloads are assumed to split evenly. ``memo`` caches table times across the
     layouts of one search (they depend only on micro-batch, tp and the ops selected)."""
-    mkey = (key, layout.microbatch, layout.tp)
+    mkey = (key, layout.microbatch, layout.tp, layout.sp or layout.tp == 1)
     if memo is not None and mkey in memo:
         total, base = memo[mkey]
     else:
-        total = table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask,
-                           fusion=s.pointwise_fusion)
+        total = _split_time(ops, s, precision, layout, mask)
         base = None
         group = ops["group"]
         if np.any(group > 0) and w.layers >= 2:
             base_ops = dict(ops, count=np.where(group == 1, 2.0, np.where(group == 2, -1.0, ops["count"])))
-            base = table_time(base_ops, s.device, precision, s.family, split=layout.tp, mask=mask,
-                              fusion=s.pointwise_fusion)
+            base = _split_time(base_ops, s, precision, layout, mask)
         if memo is not None:
             memo[mkey] = (total, base)
     if layout.pp == 1 or base is None:
@@ -182,9 +222,18 @@ def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision:
     per_mb = fwd.total + bwd.total + t_tp + t_intra + t_p2p
     bubble = (layout.pp - 1) / layout.vp * per_mb
     grad_bytes = w.params / (layout.tp * layout.pp) * (2.0 if precision != "fp32" else 4.0)
-    t_dp = allreduce_time(grad_bytes, layout.dp, group_link(s, layout.dp, layout.tp))
-    hidden_dp = min(t_dp, bwd.total) if fam != "cpu" else 0.0
-    memory = memory_per_device(w, layout, precision, m)
+    dp_link = group_link(s, layout.dp, layout.tp)
+    if layout.zero >= 2:
+        # ZeRO-2 / FSDP SHARD_GRAD_OP: each micro-batch's gradient is reduce-scattered into its shard
+        # (overlapping that micro-batch's backward), the updated weights are all-gathered after the
+        # optimizer step (exposed: the next forward needs them).
+        t_rs = half_allreduce_time(grad_bytes, layout.dp, dp_link)
+        t_dp = m * t_rs + half_allreduce_time(grad_bytes, layout.dp, dp_link)
+        hidden_dp = m * min(t_rs, bwd.total) if fam != "cpu" else 0.0
+    else:
+        t_dp = allreduce_time(grad_bytes, layout.dp, dp_link)
+        hidden_dp = min(t_dp, bwd.total) if fam != "cpu" else 0.0
+    memory = memory_per_device(w, layout, precision, m, fused=s.pointwise_fusion)
     used = sum(memory.values())
     capacity = s.device.mem_bytes * USABLE_MEMORY[fam] + s.device.spill_bytes
     spilled, t_spill = 0.0, 0.0

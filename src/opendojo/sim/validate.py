@@ -179,32 +179,40 @@ def _dominant(breakdown: dict[str, float]) -> str:
 _MEGATRON = "Narayanan et al. 2021, Megatron-LM on GPU clusters (arXiv:2104.04473)"
 _LLAMA = "Dubey et al. 2024, The Llama 3 Herd of Models (arXiv:2407.21783), Table 4"
 _PUBLISHED = [
-    # case, workload, system, gpus, batch, parallel, metric, value, source
+    # case, workload, system, gpus, batch, parallel, metric, value, source. The layout is the paper's,
+    # including what it says about recomputation, sequence parallelism and optimizer/gradient sharding.
+    # Megatron 1T (2021): full activation recomputation, Megatron TP without sequence parallelism (it came
+    # in 2022), no ZeRO (the distributed optimizer came later too).
     ("Megatron 1T, 3,072 A100, tp8 pp64 (TFLOP/s per GPU)", "gpt-1t", "a100-cluster-3k", 3072, 3072,
-     "tp=8,pp=64,dp=6,recompute=1", "tflops_hw", 163.0, _MEGATRON + ", Table 1"),
+     "tp=8,pp=64,dp=6,recompute=1,sp=0,zero=0", "tflops_hw", 163.0, _MEGATRON + ", Table 1"),
+    # Llama 3 405B: 8K-token pre-training without activation checkpointing, FSDP sharding optimizer state
+    # and gradients but not resharding weights after the forward pass (ZeRO-2-like), Megatron-style TP=8
+    # (sequence parallelism assumed, as is standard with TP; it does not change the modelled step time).
     ("Llama 3 405B, 8,192 H100, tp8 pp16 dp64 (MFU %)", "llama3-405b", "h100-cluster-16k", 8192, 2048,
-     "tp=8,pp=16,dp=64", "mfu", 43.0, _LLAMA),
+     "tp=8,pp=16,dp=64,recompute=0,sp=1,zero=2", "mfu", 43.0, _LLAMA + ", Section 3.3.2"),
     ("Llama 3 405B, 16,384 H100, tp8 pp16 dp128 (MFU %)", "llama3-405b", "h100-cluster-16k", 16384, 2048,
-     "tp=8,pp=16,dp=128", "mfu", 41.0, _LLAMA),
+     "tp=8,pp=16,dp=128,recompute=0,sp=1,zero=2", "mfu", 41.0, _LLAMA + ", Section 3.3.2"),
 ]
 
 
 def validate_gpu() -> list[Row]:
-    """Published large-run utilisation vs the model, each with the paper's layout where it gives one."""
+    """Published large-run utilisation vs the model, each with the paper's layout and recomputation.
+
+    The step is timed with the published layout even where the model's memory estimate says it would
+    not fit (the run did fit: the paper says so); the note then gives the model's estimate."""
     from opendojo.sim.catalog import load_workload
 
     rows = []
     for case, wname, sname, gpus, batch, parallel, metric, ref, source in _PUBLISHED:
         s = load_system(sname).with_devices(gpus)
         w = load_workload(wname)
-        est = best_step(w, s, batch, "bf16", parallel)
+        est = best_step(w, s, batch, "bf16", parallel, check_memory=False)
         pred = _metric(est, s, gpus, metric)
         note = f"{est.layout.describe()}; {_dominant(est.breakdown)}"
-        if est.layout.recompute and "recompute" not in parallel:
-            # Diagnosis, not a correction: the same layout without recomputation, memory check waived.
-            lean = estimate_step(w, s, replace(est.layout, recompute=False), batch, "bf16")
-            note += (f"; recompute forced by activation memory ({sum(lean.memory.values()) / 1e9:.0f} GB "
-                     f"without it); without recompute: {_metric(lean, s, gpus, metric):.3g}")
+        need = sum(est.memory.values())
+        note += f"; model memory {need / 1e9:.0f} GB of {est.capacity_bytes / 1e9:.0f} GB usable"
+        if not est.fits:
+            note += " (the model's activation estimate exceeds what the published run fitted)"
         rows.append(Row("gpu", case, pred, ref, "TF/GPU" if metric != "mfu" else "% MFU", 0.15, source,
                         note=note))
     return rows

@@ -35,7 +35,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from opendojo.sim.ops import POINTWISE_KINDS, op_cost
+from opendojo.sim.ops import KIND, POINTWISE_KINDS, op_cost
 
 #: Batch sizes of the two captures (batch 1 is avoided: size-1 dims take other code paths).
 _CAPTURE_BATCHES = (2, 4)
@@ -69,6 +69,10 @@ class Workload:
     default_global_batch: int | None = None
     param_tensors: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: ``act_bytes*`` for a compiled graph that recomputes memory-bound ops in the backward pass rather
+    #: than saving their outputs (NaN: not captured; then the eager figure is used).
+    fused_act_bytes0: float = float("nan")
+    fused_act_bytes1: float = float("nan")
 
     def at(self, batch: float) -> dict[str, np.ndarray]:
         """Per-op values at batch ``batch`` (samples per device per micro-batch): ``{x: [n_ops]}``."""
@@ -82,8 +86,11 @@ class Workload:
         """FLOPs of one whole training step (forward + backward + optimizer) at ``batch``."""
         return float(np.sum(self.ops["count"] * (self.ops["flops0"] + self.ops["flops1"] * batch)))
 
-    def activation_bytes(self, batch: float) -> float:
-        """Bytes saved by the forward pass for the backward pass at ``batch`` (fp32)."""
+    def activation_bytes(self, batch: float, fused: bool = False) -> float:
+        """Bytes saved by the forward pass for the backward pass at ``batch`` (fp32); ``fused``: by a
+        compiled graph that recomputes memory-bound ops in the backward pass instead (if captured)."""
+        if fused and not np.isnan(self.fused_act_bytes0 + self.fused_act_bytes1):
+            return self.fused_act_bytes0 + self.fused_act_bytes1 * batch
         return self.act_bytes0 + self.act_bytes1 * batch
 
 
@@ -114,12 +121,27 @@ class _Recorder(TorchDispatchMode):
         self.records: list[dict] = []
         self.names: list[str] = []
         self._pointwise_outputs: set[int] = set()
+        #: Fresh output storage of each memory-bound (elementwise/special) forward op → its tensor inputs'
+        #: storages (scalars left out): what a compiler could recompute the output from.
+        self.recomputable: dict[int, tuple[int, ...]] = {}
+        self._alive: list = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         rec = op_cost(func, args, kwargs, out)
         rec["phase"] = self.phase
+        if self.phase == 0:
+            ins = tuple(a.untyped_storage()._cdata for a in tree_flatten((args, kwargs))[0]
+                        if isinstance(a, torch.Tensor) and a.numel() > 1)
+            elementwise = rec["kind"] in (KIND["elementwise"], KIND["special"])
+            for o in tree_flatten(out)[0]:
+                if isinstance(o, torch.Tensor) and o.untyped_storage()._cdata not in ins:
+                    # Storage ids are addresses: keep every forward storage alive (meta: no memory) so
+                    # that no address is reused for another tensor during the forward pass.
+                    self._alive.append(o.untyped_storage())
+                    if elementwise:
+                        self.recomputable[o.untyped_storage()._cdata] = ins
         pointwise = rec["kind"] in POINTWISE_KINDS
         fused = 0.0
         if pointwise:
@@ -160,8 +182,20 @@ def _as_args(inputs: object) -> tuple:
     return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
 
-def _step_records(model: nn.Module, inputs: object) -> tuple[list[dict], list[str], float]:
-    """Record forward + backward; return (records, op names, bytes saved for backward)."""
+def _fused_saved_bytes(saved: dict[int, int], recomputable: dict[int, tuple[int, ...]],
+                       params: set[int]) -> float:
+    """Bytes saved for backward by a compiled graph that recomputes memory-bound ops in the backward pass
+    instead of saving their outputs (torch.compile's min-cut rematerialisation; fused RMSNorm/SwiGLU
+    kernels that keep only their inputs): a saved tensor made by an elementwise op whose tensor inputs
+    are parameters or themselves saved (kept or recomputable in turn) is not kept."""
+    dropped = {sid for sid in saved if sid in recomputable
+               and all(i in params or i in saved for i in recomputable[sid])}
+    return float(sum(n for sid, n in saved.items() if sid not in dropped))
+
+
+def _step_records(model: nn.Module, inputs: object) -> tuple[list[dict], list[str], float, float]:
+    """Record forward + backward; return (records, op names, bytes saved for backward, the same with
+    compiler rematerialisation of memory-bound ops, :func:`_fused_saved_bytes`)."""
     model = model.to("meta") if any(p.device.type != "meta" for p in model.parameters()) else model
     args = _as_args(_to_meta(inputs))
     param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
@@ -180,7 +214,8 @@ def _step_records(model: nn.Module, inputs: object) -> tuple[list[dict], list[st
         rec.phase = 1
         loss.backward()
     model.zero_grad(set_to_none=True)
-    return rec.records, rec.names, float(sum(saved.values()))
+    fused = _fused_saved_bytes(saved, rec.recomputable, param_storages)
+    return rec.records, rec.names, float(sum(saved.values())), fused
 
 
 @cache
@@ -266,9 +301,9 @@ def capture_scalable(name: str, build: Callable[[int, int], tuple[nn.Module, obj
         caps = []
         for batch in _CAPTURE_BATCHES:
             model, inputs = build(batch, depth if depth is not None else layers)
-            recs, nm, act = _step_records(model, inputs)
-            caps.append((recs, nm, act, _params(model)))
-        (r1, n1, a1, p1), (r2, n2, a2, _) = caps
+            recs, nm, act, act_f = _step_records(model, inputs)
+            caps.append((recs, nm, (act, act_f), _params(model)))
+        (r1, n1, (a1, f1), p1), (r2, n2, (a2, f2), _) = caps
         onames, otable, o1 = _optimizer_table(model)
         if n1 != n2:
             raise ValueError(f"workload {name!r}: the op sequence changes with the batch size; capture "
@@ -276,22 +311,23 @@ def capture_scalable(name: str, build: Callable[[int, int], tuple[nn.Module, obj
         parts.append(_concat([(_linear_in_batch(r1, r2), 1.0), (otable, 1.0)]))
         names.append(n1 + list(onames))
         lo, hi = _CAPTURE_BATCHES
-        act1 = (a2 - a1) / (hi - lo)
-        sizes[depth] = (p1[0], p1[1], o1, a1 - act1 * lo, act1)
+        act1, fused1 = (a2 - a1) / (hi - lo), (f2 - f1) / (hi - lo)
+        sizes[depth] = (p1[0], p1[1], o1, a1 - act1 * lo, act1, f1 - fused1 * lo, fused1)
     if len(depths) == 1:
         table, op_names = parts[0], tuple(names[0])
-        params, pbytes, obytes, act0, act1 = sizes[depths[0]]
+        params, pbytes, obytes, act0, act1, fused0, fused1 = sizes[depths[0]]
     else:
         w1, w2 = 2.0 - layers, layers - 1.0
         parts[0]["group"] = np.full(len(parts[0]["kind"]), 1.0)  # ops of the 1-block capture
         parts[1]["group"] = np.full(len(parts[1]["kind"]), 2.0)  # ops of the 2-block capture
         table = _concat([(parts[0], w1), (parts[1], w2)])
         op_names = tuple(names[0]) + tuple(names[1])
-        params, pbytes, obytes, act0, act1 = (w1 * a + w2 * b
-                                              for a, b in zip(sizes[1], sizes[2], strict=True))
+        params, pbytes, obytes, act0, act1, fused0, fused1 = (
+            w1 * a + w2 * b for a, b in zip(sizes[1], sizes[2], strict=True))
     tensors = int(round(np.max(table["count"][table["phase"] == 2], initial=0.0)))
     return Workload(name, table, op_names, int(round(params)), pbytes, pbytes, obytes, act0, act1,
-                    layers=layers, param_tensors=tensors, **meta)
+                    layers=layers, param_tensors=tensors, fused_act_bytes0=fused0, fused_act_bytes1=fused1,
+                    **meta)
 
 
 def capture_module(model: nn.Module, inputs: object, *, name: str = "custom", batch: int | None = None,
@@ -307,7 +343,7 @@ def capture_module(model: nn.Module, inputs: object, *, name: str = "custom", ba
     if first is None:
         raise ValueError("example inputs hold no tensor; pass the tensors the model's forward takes")
     batch = batch or (int(first.shape[0]) if first.dim() else 1)
-    recs, names, act = _step_records(model, inputs)
+    recs, names, act, act_fused = _step_records(model, inputs)
     t = _table(recs, 1.0)
     table = {"kind": t["kind"], "phase": t["phase"], "count": t["count"], "rated": t["rated"],
              "fused": t["fused"]}
@@ -322,4 +358,4 @@ def capture_module(model: nn.Module, inputs: object, *, name: str = "custom", ba
     meta.setdefault("layers", max(1, leaves))
     tensors = int(round(np.max(table["count"][table["phase"] == 2], initial=0.0)))
     return Workload(name, table, tuple(names), params, pbytes, pbytes, opt, 0.0, act / batch,
-                    param_tensors=tensors, **meta)
+                    param_tensors=tensors, fused_act_bytes0=0.0, fused_act_bytes1=act_fused / batch, **meta)
