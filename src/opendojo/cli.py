@@ -351,7 +351,8 @@ def _add_hw_sim(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", type=int, default=None, help="number of devices (Dojo tiles, GPUs)")
     p.add_argument("--batch", type=int, default=None, help="global batch in samples (default: workload's)")
     p.add_argument("--precision", default="bf16", choices=["bf16", "cfloat8", "fp32"])
-    p.add_argument("--parallel", default=None, help="e.g. dp=8,tp=4,pp=2[,vp=2,mb=1,zero=1,recompute=1]")
+    p.add_argument("--parallel", default=None,
+                   help="e.g. dp=8,tp=4,pp=2[,vp=2,mb=1,zero=0|1|2,recompute=0|1,sp=0|1]")
     p.add_argument("--h100-eq", default="delivered", choices=["delivered", "peak", "power"],
                    help="which H100-equivalent definition to headline (all are printed)")
     p.add_argument("--eager", action="store_true",
