@@ -131,17 +131,16 @@ class _Recorder(TorchDispatchMode):
         out = func(*args, **kwargs)
         rec = op_cost(func, args, kwargs, out)
         rec["phase"] = self.phase
-        if self.phase == 0:
-            ins = tuple(a.untyped_storage()._cdata for a in tree_flatten((args, kwargs))[0]
-                        if isinstance(a, torch.Tensor) and a.numel() > 1)
-            elementwise = rec["kind"] in (KIND["elementwise"], KIND["special"])
-            for o in tree_flatten(out)[0]:
-                if isinstance(o, torch.Tensor) and o.untyped_storage()._cdata not in ins:
-                    # Storage ids are addresses: keep every forward storage alive (meta: no memory) so
-                    # that no address is reused for another tensor during the forward pass.
-                    self._alive.append(o.untyped_storage())
-                    if elementwise:
-                        self.recomputable[o.untyped_storage()._cdata] = ins
+        ins = tuple(a.untyped_storage()._cdata for a in tree_flatten((args, kwargs))[0]
+                    if isinstance(a, torch.Tensor) and a.numel() > 1)
+        elementwise = self.phase == 0 and rec["kind"] in (KIND["elementwise"], KIND["special"])
+        for o in tree_flatten(out)[0]:
+            if isinstance(o, torch.Tensor) and o.untyped_storage()._cdata not in ins:
+                # Storage ids are addresses: keep every storage alive (meta: no memory) so that no
+                # address is reused for another tensor while it is used as a key here.
+                self._alive.append(o.untyped_storage())
+                if elementwise:
+                    self.recomputable[o.untyped_storage()._cdata] = ins
         pointwise = rec["kind"] in POINTWISE_KINDS
         fused = 0.0
         if pointwise:
