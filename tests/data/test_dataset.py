@@ -171,3 +171,80 @@ def test_bad_resume_position_is_refused(dataset):
         ds.load_state_dict({"epoch": 0, "samples_seen": 99})
     with pytest.raises(ValueError, match="epoch=-1"):
         ds.set_epoch(-1)
+
+
+def _same_batches(a: list[dict], b: list[dict]) -> bool:
+    return len(a) == len(b) and all(
+        torch.equal(x["frames"], y["frames"]) and x["clip_id"] == y["clip_id"] and x["source"] == y["source"]
+        and torch.equal(x["start_frame"], y["start_frame"]) and x["labels"].keys() == y["labels"].keys()
+        and all(torch.equal(x["labels"][k], y["labels"][k]) for k in x["labels"])
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+@pytest.mark.parametrize(("frames_per_clip", "workers"), [(8, 0), (16, 0), (8, 2), (4, 1)])
+def test_batches_built_in_place_equal_collated_samples(dataset, frames_per_clip, workers):
+    # frames_per_clip=8 or 4: a clip gives several windows, which may straddle batches (batch 3)
+    per_sample = list(DataLoader(ClipDataset(dataset, frames_per_clip=frames_per_clip, seed=1, batch_size=3),
+                                 batch_size=3))
+    loader = ClipLoader(ClipDataset(dataset, frames_per_clip=frames_per_clip, seed=1), batch_size=3,
+                        num_workers=workers)
+    in_place = list(loader)
+    assert _same_batches(in_place, per_sample)
+    assert loader.samples_seen == sum(len(b["clip_id"]) for b in per_sample)
+    if workers:
+        assert in_place[0]["frames"].is_shared()  # made in the worker's shared memory, not copied
+
+
+def test_clip_loader_drop_last_length_and_epoch_follow_the_dataset(dataset):
+    ds = ClipDataset(dataset, frames_per_clip=8, seed=1)
+    loader = ClipLoader(ds, batch_size=3, drop_last=True)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 16 // 3 and all(len(b["clip_id"]) == 3 for b in batches)
+    loader.dataset.set_epoch(2)
+    assert ds.epoch == 2 and len(ClipLoader(ds, batch_size=3)) == 6
+    assert not _same_batches(list(loader)[:1], batches[:1])  # a new epoch, a new order
+
+
+def test_clip_loader_refuses_a_bad_batch_size(dataset):
+    with pytest.raises(ValueError, match="batch_size=0: must be a positive integer"):
+        ClipLoader(ClipDataset(dataset), batch_size=0)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_batches_held_by_the_consumer_are_never_overwritten(dataset, workers):
+    # 2-frame windows, batch 1: 64 batches, far more than a worker's reusable slots, all kept alive
+    reference = list(DataLoader(ClipDataset(dataset, frames_per_clip=2, seed=4), batch_size=1))
+    loader = ClipLoader(ClipDataset(dataset, frames_per_clip=2, seed=4), batch_size=1, num_workers=workers)
+    held = list(loader)
+    assert len(held) == 64 and _same_batches(held, reference)
+
+
+def test_batch_memory_is_reused_once_the_consumer_lets_go(dataset):
+    loader = ClipLoader(ClipDataset(dataset, frames_per_clip=2, seed=4), batch_size=2)
+    reference = list(DataLoader(ClipDataset(dataset, frames_per_clip=2, seed=4, batch_size=2), batch_size=2))
+    addresses = set()
+    for batch, ref in zip(loader, reference, strict=True):
+        assert torch.equal(batch["frames"], ref["frames"])
+        addresses.add(batch["frames"].data_ptr())
+        del batch  # the loop variable is the only reference: the next batch may reuse its memory
+    assert len(addresses) <= 2 < len(reference)
+
+
+def test_worker_slot_is_released_only_for_the_token_it_was_given():
+    from opendojo.data.batchpool import BatchBuffers, ReleaseTracker, new_release_table
+
+    table = new_release_table(1)
+    tracker = ReleaseTracker(table)
+    frames, stamp = BatchBuffers((0, table)).take((2, 3))
+    assert frames.is_shared() and stamp is not None and int(table[0, stamp[1]]) == stamp[2]
+    tracker.received(frames, stamp)
+    tracker.poll()
+    assert int(table[0, stamp[1]]) == stamp[2]  # the consumer still holds the batch
+    del frames
+    tracker.poll()
+    assert int(table[0, stamp[1]]) == 0
+    stale = (0, stamp[1], stamp[2])
+    table[0, stamp[1]] = 12345  # a newer worker generation now owns the slot
+    tracker._free(stale)
+    assert int(table[0, stamp[1]]) == 12345

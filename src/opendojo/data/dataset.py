@@ -33,6 +33,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from opendojo.data.batchpool import SLOT_KEY, BatchBuffers
 from opendojo.data.codec import decode_rgb
 from opendojo.data.index import dataset_root_of, load_index
 from opendojo.data.order import epoch_order, rank_positions, worker_positions
@@ -232,17 +233,22 @@ class ClipDataset(IterableDataset):
         return clip_of[mine], window[mine], mine, start
 
     # -- reading -------------------------------------------------------------------------------------
-    def _decode(self, clip: list[dict], upto: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    def _decode(self, clip: list[dict], upto: int, out: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+        """Decode the first ``upto`` frames of every camera of ``clip`` into ``out`` (``[cams, >= upto, H, W,
+        3]`` uint8; allocated when None) and read its labels; returns ``(out[:, :upto], labels)``."""
         if self._reader is None or self._reader_pid != os.getpid():
             # a forked DataLoader worker inherits the parent's handles, whose file offsets are shared
             self._reader, self._reader_pid = ShardReader(), os.getpid()
         h, w = self.size or (clip[0]["height"], clip[0]["width"])
-        # decode straight into the sample tensor: the only copy before DataLoader's collate
-        frames = torch.empty((len(clip), upto, h, w, 3), dtype=torch.uint8)
+        if out is None:
+            out = torch.empty((len(clip), upto, h, w, 3), dtype=torch.uint8)
+        frames = out[:, :upto]
         for cam, r in enumerate(clip):
             url = join(self.root, r["shard"])
             data = self._reader.read(url, r["data_offset"], r["data_bytes"], r["member"])
             try:
+                # straight into the caller's tensor: no per-clip allocation, no copy afterwards
                 n = len(decode_rgb(data, max_frames=upto, size=self.size, out=frames[cam].numpy()))
             except ValueError as e:
                 raise ValueError(f"clip {r['clip_id']} camera {r['camera']!r} in {r['shard']}: {e} "
@@ -260,6 +266,25 @@ class ClipDataset(IterableDataset):
             labels = load(blob)
         return frames, labels
 
+    def _needed_frames(self, clip_of: list[int], window: list[int], i: int) -> int:
+        """Frames to decode for the clip at position ``i``: up to the last window this worker takes from
+        it (a clip's windows are consecutive in the order)."""
+        last = i
+        while last + 1 < len(clip_of) and clip_of[last + 1] == clip_of[i]:
+            last += 1
+        return (max(window[i : last + 1]) + 1) * self.frames_per_clip
+
+    def _sample_rest(self, ci: int, w: int, labels: dict[str, np.ndarray]) -> dict:
+        """A sample without its frames: labels of window ``w`` of clip ``ci`` and where it comes from."""
+        a, b = w * self.frames_per_clip, (w + 1) * self.frames_per_clip
+        first = self._clips[ci][0]
+        return {
+            "labels": {k: torch.from_numpy(np.ascontiguousarray(v[a:b])) for k, v in labels.items()},
+            "clip_id": first["clip_id"],
+            "source": first["source"],
+            "start_frame": int(first["start_frame"]) + a,
+        }
+
     def __iter__(self):
         clip_of, window, _, start = self._positions()
         self._seen = start
@@ -269,23 +294,72 @@ class ClipDataset(IterableDataset):
         for i, (ci, w) in enumerate(zip(clip_of, window, strict=True)):
             if ci not in cache:
                 cache.clear()  # a clip's windows are consecutive: one decoded clip is enough
-                last = i  # decode only up to the last window this worker takes from the clip
-                while last + 1 < len(clip_of) and clip_of[last + 1] == ci:
-                    last += 1
-                cache[ci] = self._decode(self._clips[ci], (max(window[i : last + 1]) + 1) * t)
+                cache[ci] = self._decode(self._clips[ci], self._needed_frames(clip_of, window, i))
             frames, labels = cache[ci]
             a, b = w * t, (w + 1) * t
-            first = self._clips[ci][0]
             self._seen += 1
             yield {
                 "frames": frames[:, a:b] if frames.shape[1] == b - a else frames[:, a:b].contiguous(),
-                "labels": {k: torch.from_numpy(np.ascontiguousarray(v[a:b])) for k, v in labels.items()},
-                "clip_id": first["clip_id"],
-                "source": first["source"],
-                "start_frame": int(first["start_frame"]) + a,
+                **self._sample_rest(ci, w, labels),
             }
         if self._resume and self._resume[0] == self.epoch:
             self._resume = None  # the resume point applies to one pass only
+
+    def _iter_batches(self, drop_last: bool = False, buffers: BatchBuffers | None = None):
+        """Yield this worker's batches, already collated (same batches, same order and same values as
+        ``collate_clips`` over ``__iter__`` cut in runs of ``batch_size``), decoding every clip straight
+        into its slot of the batch tensor ``[B, cams, T, H, W, 3]``.
+
+        Why: the per-sample path writes each frame twice into freshly allocated memory (the sample
+        tensor, then the batch), and first-touch page faults on fresh memory cost as much as the copy.
+        Here a clip with one window in the batch is decoded into the batch itself; a clip with several
+        windows is decoded once into a scratch buffer that is reused for the whole pass, and its windows
+        are copied out. In a DataLoader worker the batch tensor is allocated in shared memory, as
+        ``default_collate`` does, so it reaches the main process without another copy.
+        """
+        from torch.utils.data import default_collate
+
+        clip_of, window, _, start = self._positions()
+        self._seen = start
+        clip_of, window = clip_of.tolist(), window.tolist()
+        t, bs, cams = self.frames_per_clip, self.batch_size, len(self.cameras)
+        buffers = buffers or BatchBuffers()
+        scratch: torch.Tensor | None = None
+        cached: tuple[int, torch.Tensor, dict] | None = None  # (clip, frames, labels) held in scratch
+        for s in range(0, len(clip_of), bs):
+            rows = range(s, min(s + bs, len(clip_of)))
+            if drop_last and len(rows) < bs:
+                break
+            h, w = self.size or (self._clips[clip_of[s]][0]["height"], self._clips[clip_of[s]][0]["width"])
+            batch, stamp = buffers.take((len(rows), cams, t, h, w, 3))
+            rest = []
+            for j, i in enumerate(rows):
+                ci, win = clip_of[i], window[i]
+                need = self._needed_frames(clip_of, window, i) if cached is None or cached[0] != ci else 0
+                if need == t and win == 0:  # the clip's only window here: decode into the batch
+                    _, labels = self._decode(self._clips[ci], t, out=batch[j])
+                    cached = None
+                else:
+                    if need:
+                        shape = (cams, need, h, w, 3)
+                        if scratch is None or scratch.numel() < int(np.prod(shape)):
+                            scratch = torch.empty(int(np.prod(shape)), dtype=torch.uint8)
+                        cached = (ci, *self._decode(self._clips[ci], need, out=scratch[: int(
+                            np.prod(shape))].view(shape)))
+                    frames, labels = cached[1], cached[2]
+                    if frames.shape[2:4] != (h, w):
+                        raise ValueError(f"clip {self._clips[ci][0]['clip_id']}: frames are "
+                                         f"{tuple(frames.shape[2:4])}, the batch {(h, w)} (cameras of "
+                                         "different sizes need size=(H, W))")
+                    batch[j].copy_(frames[:, win * t : (win + 1) * t])
+                rest.append(self._sample_rest(ci, win, labels))
+            self._seen += len(rows)
+            out = {"frames": batch, **default_collate(rest)}
+            if stamp is not None:
+                out[SLOT_KEY] = stamp
+            yield out
+        if self._resume and self._resume[0] == self.epoch:
+            self._resume = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
