@@ -197,10 +197,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     parser.add_argument("--video", action="store_true", help="also train the FSD tiny video network")
     parser.add_argument("--video-steps", type=int, default=60)
+    parser.add_argument("--tasks", default="mlp,cnn", help="comma-separated small tasks to run (or 'none')")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    tasks = [_TeacherRegression(args.seed), _Gratings(args.seed)]
+    wanted = args.tasks.split(",")
+    tasks = [t for t in (_TeacherRegression(args.seed), _Gratings(args.seed)) if t.name in wanted]
     curves: dict[str, dict[str, tuple]] = {}
     for task in tasks:
         curves[task.name] = {
@@ -232,8 +234,10 @@ def main() -> None:
             print(f"| {name} | {m['loss']:.4f} | {m['loss'] / video['fp32']['loss'] - 1:+.2%} | "
                   f"{m['occupancy_iou']:.3f} | {m['ade_m']:.2f} | {m['speed_mae_mps']:.2f} |")
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2))
-    for ax, task in zip(axes, tasks, strict=True):
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
         for name, (train_losses, evals) in curves[task.name].items():
             k = 10
             smooth = [sum(train_losses[max(0, i - k + 1): i + 1]) / min(i + 1, k)

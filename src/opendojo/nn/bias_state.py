@@ -7,6 +7,7 @@ safetensors checkpoints and DDP buffer broadcasts, and a resumed run makes exact
 from __future__ import annotations
 
 import bisect
+import math
 from typing import NamedTuple
 
 import torch
@@ -34,9 +35,9 @@ def _finite_amax(x: torch.Tensor) -> tuple[float, int]:
         return 0.0, 0
     x = x.detach()
     lo, hi = torch.aminmax(x)  # one pass, no |x| temporary: several times cheaper than x.abs().amax()
-    a = torch.maximum(-lo, hi)
-    if torch.isfinite(a):
-        return float(a), 0
+    a = max(-float(lo), float(hi))  # host floats: fewer tiny tensor ops per call
+    if math.isfinite(a):
+        return a, 0
     finite = torch.isfinite(x)
     a = torch.where(finite, x.abs(), torch.zeros((), dtype=x.dtype, device=x.device)).amax()
     return float(a), int(torch.isinf(x).sum())
@@ -64,7 +65,8 @@ class TensorBias(OptionalStateModule):
     """Rounds one tensor class of a layer to its CFloat format and keeps its bias-policy state.
 
     Buffers (all scalars are 0-d): ``bias`` (int64, the last bias used; −1 before first use),
-    ``amax_history`` (float32 ``[policy.history]``, newest first, amax of the tensor per training call),
+    ``amax_history`` (float32, newest first, finite amax of the tensor per training call: ``[history]``
+    for the delayed policy, ``[1]`` (the last one) for the others),
     and the int64 event counts ``overflow``, ``underflow``, ``invalid``, ``denormal`` (elements, cumulative
     over the steps whose flags were counted, from the numerics flags) and ``infinite`` (±Inf inputs, which
     saturate silently; every training step).
@@ -78,7 +80,9 @@ class TensorBias(OptionalStateModule):
         biases = range(BIAS_MAX, BIAS_MIN - 1, -1)
         self._maxima = [] if self.format is None else [self.format.max(b) for b in biases]
         self.register_buffer("bias", torch.full((), -1, dtype=torch.int64, device=device))
-        self.register_buffer("amax_history", torch.zeros(policy.history, dtype=torch.float32, device=device))
+        # Only the delayed policy reads a window; the others keep just the last amax (for bias_report).
+        window = policy.history if policy.bias == "delayed" else 1
+        self.register_buffer("amax_history", torch.zeros(window, dtype=torch.float32, device=device))
         for name in COUNT_NAMES:
             self.register_buffer(name, torch.zeros((), dtype=torch.int64, device=device))
 
@@ -107,8 +111,11 @@ class TensorBias(OptionalStateModule):
             window = float(self.amax_history.max())
             bias = self._choose_bias(window if window > 0 else amax)
         if update:
-            self.amax_history.copy_(torch.roll(self.amax_history, 1))
-            self.amax_history[0] = amax
+            if self.amax_history.numel() > 1:
+                self.amax_history.copy_(torch.roll(self.amax_history, 1))
+                self.amax_history[0] = amax
+            else:
+                self.amax_history.fill_(amax)
             self.bias.fill_(bias)
         return int(bias)
 
@@ -162,7 +169,7 @@ class TensorBias(OptionalStateModule):
         if flags is not None:
             for name in FLAG_NAMES:
                 getattr(self, name).add_(int(getattr(flags, name)))
-        if call.update:
+        if call.update and n_inf:
             self.infinite.add_(n_inf)  # cheap (known from the amax pass), so counted on every step
         return y
 
