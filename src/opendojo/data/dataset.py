@@ -307,8 +307,9 @@ class ClipDataset(IterableDataset):
 
     def _iter_batches(self, drop_last: bool = False, buffers: BatchBuffers | None = None):
         """Yield this worker's batches, already collated (same batches, same order and same values as
-        ``collate_clips`` over ``__iter__`` cut in runs of ``batch_size``), decoding every clip straight
-        into its slot of the batch tensor ``[B, cams, T, H, W, 3]``.
+        ``collate_clips`` over ``__iter__`` cut in runs of ``batch_size``, except that ``labels`` and
+        ``start_frame`` are numpy arrays; ``ClipLoader`` makes them tensors), decoding every clip
+        straight into its slot of the batch tensor ``[B, cams, T, H, W, 3]``.
 
         Why: the per-sample path writes each frame twice into freshly allocated memory (the sample
         tensor, then the batch), and first-touch page faults on fresh memory cost as much as the copy.
@@ -317,8 +318,6 @@ class ClipDataset(IterableDataset):
         are copied out. In a DataLoader worker the batch tensor is allocated in shared memory, as
         ``default_collate`` does, so it reaches the main process without another copy.
         """
-        from torch.utils.data import default_collate
-
         clip_of, window, _, start = self._positions()
         self._seen = start
         clip_of, window = clip_of.tolist(), window.tolist()
@@ -354,7 +353,15 @@ class ClipDataset(IterableDataset):
                     batch[j].copy_(frames[:, win * t : (win + 1) * t])
                 rest.append(self._sample_rest(ci, win, labels))
             self._seen += len(rows)
-            out = {"frames": batch, **default_collate(rest)}
+            out = {
+                "frames": batch,
+                # numpy, not tensors: in a worker a tensor travels as one more shared-memory segment and
+                # file descriptor per label; these few kB are cheaper pickled (ClipLoader converts them)
+                "labels": {k: np.stack([r["labels"][k].numpy() for r in rest]) for k in rest[0]["labels"]},
+                "clip_id": [r["clip_id"] for r in rest],
+                "source": [r["source"] for r in rest],
+                "start_frame": np.array([r["start_frame"] for r in rest], dtype=np.int64),
+            }
             if stamp is not None:
                 out[SLOT_KEY] = stamp
             yield out

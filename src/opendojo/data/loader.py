@@ -21,6 +21,12 @@ from opendojo.data.batchpool import SLOT_KEY, BatchBuffers, ReleaseTracker, new_
 from opendojo.data.dataset import ClipDataset
 
 
+def _as_is(batch: dict) -> dict:
+    """DataLoader's per-item conversion for ready-made batches: none (its default would turn the numpy
+    labels into tensors inside the worker, each then sent as a shared-memory segment)."""
+    return batch
+
+
 class _ClipBatches(IterableDataset):
     """A ``ClipDataset`` seen as a stream of whole batches (for ``DataLoader(batch_size=None)``). Any
     other attribute (``set_epoch``, ``epoch``, ``state_dict``, ...) is the wrapped dataset's, so
@@ -73,7 +79,7 @@ class ClipLoader(DataLoader):
             table = new_release_table(num_workers) if num_workers > 0 else None
             self._tracker = ReleaseTracker(table) if table is not None else None
             batches = _ClipBatches(dataset, bool(kwargs.pop("drop_last", False)), table)
-            super().__init__(batches, batch_size=None, num_workers=num_workers, **kwargs)
+            super().__init__(batches, batch_size=None, num_workers=num_workers, collate_fn=_as_is, **kwargs)
         else:
             super().__init__(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
         self.samples_seen = 0
@@ -86,6 +92,9 @@ class ClipLoader(DataLoader):
             if self._tracker is not None:
                 self._tracker.poll()  # slots of batches the consumer has let go of go back to workers
                 self._tracker.received(batch["frames"], batch.pop(SLOT_KEY, None))
+            if self.batch_size is None:  # batches built in place by the dataset (see __init__)
+                batch["labels"] = {k: torch.from_numpy(v) for k, v in batch["labels"].items()}
+                batch["start_frame"] = torch.from_numpy(batch["start_frame"])
             self.samples_seen += len(batch["clip_id"])
             yield batch
             del batch  # hold no reference while the next batch is made: its memory may be reused
