@@ -6,7 +6,8 @@ its metrics.jsonl: samples/s and the fraction of step time spent waiting on data
 logged windows after the first (the first holds start-up). FLOPs per sample (forward + backward) are
 counted with ``torch.utils.flop_counter.FlopCounterMode`` on the FP32 network; achieved FLOP/s =
 FLOPs/sample × samples/s. Anchor measured right before each row: this machine's FP32 matmul rate
-(2048³; all threads for one process, N × the one-thread rate for N one-thread ranks), which gives the
+(2048³, N × the one-thread rate for N processes of one thread each: on a busy shared machine a single
+process with two threads collapses, so every row uses one thread per process), which gives the
 model-FLOP utilisation (MFU) column.
 
     .venv/bin/python benchmarks/train_throughput.py [--presets tiny,base] [--steps 25]
@@ -99,8 +100,9 @@ def run(preset: str, precision: str, nproc: int, workers: int, steps: int, cache
         f"model.preset={preset}",
         f"data.num_workers={workers}",
     ]
-    if nproc == 1:
-        sets.append(f"train.threads={torch.get_num_threads()}")
+    # One thread per process, for 1 and for N processes: on a busy shared machine one process with two
+    # OpenMP threads collapses (threads spin at barriers while a sibling is descheduled).
+    sets.append("train.threads=1")
     cmd = [
         sys.executable,
         "-m",
@@ -121,7 +123,9 @@ def run(preset: str, precision: str, nproc: int, workers: int, steps: int, cache
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+        lines = proc.stderr.strip().splitlines() or ["failed"]
+        errors = [line for line in lines if "Error" in line]  # torchrun ends with a banner, not the cause
+        return {"error": (errors or lines)[-1][:200]}
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     windows = [r for r in records if r["kind"] == "train"][1:] or [r for r in records if r["kind"] == "train"]
     return {
@@ -145,8 +149,8 @@ def main() -> None:
         f"# machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"python {platform.python_version()}; shared machine: compare rows of this run only"
     )
-    print("# anchor: FP32 matmul 2048^3 right before each row: all threads for 1 process, N x 1-thread rate")
-    print("# for N one-thread ranks (shared machine: each row is compared with the machine at that moment)")
+    print("# anchor: FP32 matmul 2048^3 right before each row, N x the 1-thread rate for N one-thread")
+    print("# processes (shared machine: each row is compared with the machine at that moment)")
     print()
     print(
         "| preset | precision | processes | loader workers | samples/s | GFLOP/sample | achieved GFLOP/s "
@@ -171,9 +175,8 @@ def main() -> None:
             for precision in args.precisions.split(","):
                 for nproc in (int(n) for n in args.nprocs.split(",")):
                     for workers in (int(w) for w in args.workers.split(",")):
-                        # The compute a row could use: one process on all threads, or N one-thread ranks.
-                        threads = max(2, torch.get_num_threads())
-                        anchor = matmul_gflops(threads) if nproc == 1 else nproc * matmul_gflops(1)
+                        # The compute a row could use: N one-thread processes.
+                        anchor = nproc * matmul_gflops(1)
                         r = run(preset, precision, nproc, workers, args.steps, cache, work)
                         row = f"| {preset} | {precision} | {nproc} | {workers} |"
                         if "error" in r:
@@ -181,7 +184,7 @@ def main() -> None:
                             continue
                         achieved = gflop * r["samples_per_s"]
                         print(
-                            f"{row} {r['samples_per_s']:.1f} | {gflop:.2f} | {achieved:.1f} | {anchor:.1f} | "
+                            f"{row} {r['samples_per_s']:.3g} | {gflop:.2f} | {achieved:.1f} | {anchor:.1f} | "
                             f"{achieved / anchor:.0%} | {r['data_wait']:.1%} |",
                             flush=True,
                         )
