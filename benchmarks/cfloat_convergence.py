@@ -12,7 +12,7 @@ round-to-nearest instead of stochastic rounding on the gradients. Tasks, made he
 
 Prints a table of final eval losses with the ratio to FP32, and writes a loss-curve PNG.
 
-    .venv/bin/python benchmarks/cfloat_convergence.py [--steps 400] [--out benchmarks/out] [--video]
+    .venv/bin/python benchmarks/cfloat_convergence.py [--steps 300] [--out benchmarks/out] [--video]
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class _Task:
 
 
 class _TeacherRegression(_Task):
+    """5-layer MLP regressing a random teacher MLP (MSE)"""
+
     dim, width, depth = 32, 256, 5
 
     def __init__(self, seed: int):
@@ -102,6 +104,8 @@ class _TeacherRegression(_Task):
 
 
 class _Gratings(_Task):
+    """5-layer CNN classifying grating orientation (cross-entropy)"""
+
     classes, size = 8, 16
 
     def __init__(self, seed: int):
@@ -190,7 +194,7 @@ def _video(steps: int) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="CFloat vs FP32 convergence")
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -210,6 +214,22 @@ def main() -> None:
             for name in tqdm(RECIPES, desc=task.name)
         }
 
+    if tasks:
+        _print_table(tasks, curves, args)
+    if args.video:
+        video = _video(args.video_steps)
+        print(f"\nFSD tiny video network, project trainer, {args.video_steps} steps (configs/tiny.toml), "
+              f"date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC\n")
+        print("| precision | final train loss | vs FP32 | occupancy IoU | ADE (m) | speed MAE (m/s) |")
+        print("|---|---|---|---|---|---|")
+        for name, m in video.items():
+            print(f"| {name} | {m['loss']:.4f} | {m['loss'] / video['fp32']['loss'] - 1:+.2%} | "
+                  f"{m['occupancy_iou']:.3f} | {m['ade_m']:.2f} | {m['speed_mae_mps']:.2f} |")
+    if tasks:
+        _plot(tasks, curves, args.out / "cfloat_convergence.png")
+
+
+def _print_table(tasks, curves, args) -> None:
     print(f"\nCFloat training convergence: {args.steps} steps, batch {args.batch}, Adam lr {args.lr} "
           f"(cosine), seed {args.seed}, same initial weights and batches for every recipe")
     print(f"date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, machine {platform.machine()} "
@@ -225,17 +245,8 @@ def main() -> None:
             verdict = "" if target is None else f"≤ {target:.0%}: {'met' if rel <= target else 'MISSED'}"
             print(f"| {task.name} | {name} | {final:.5f} | {rel:+.2%} | {verdict} |")
 
-    if args.video:
-        video = _video(args.video_steps)
-        print(f"\nFSD tiny video network, project trainer, {args.video_steps} steps (configs/tiny.toml)\n")
-        print("| precision | final train loss | vs FP32 | occupancy IoU | ADE (m) | speed MAE (m/s) |")
-        print("|---|---|---|---|---|---|")
-        for name, m in video.items():
-            print(f"| {name} | {m['loss']:.4f} | {m['loss'] / video['fp32']['loss'] - 1:+.2%} | "
-                  f"{m['occupancy_iou']:.3f} | {m['ade_m']:.2f} | {m['speed_mae_mps']:.2f} |")
 
-    if not tasks:
-        return
+def _plot(tasks, curves, path: Path) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         for name, (train_losses, evals) in curves[task.name].items():
@@ -248,11 +259,10 @@ def main() -> None:
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("loss (train: thin, smoothed; eval: dots)")
-        ax.set_title(f"{task.name}: {task.__class__.__doc__ or task.name}".strip(": "))
+        ax.set_title(f"{task.name}: {task.__class__.__doc__}", fontsize=10)
         ax.legend(fontsize=8)
     fig.suptitle("CFloat training vs FP32 / BF16 (same init, same batches)")
     fig.tight_layout()
-    path = args.out / "cfloat_convergence.png"
     fig.savefig(path, dpi=120)
     print(f"\nloss curves: {path}")
 

@@ -69,7 +69,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per recipe (median reported)")
     parser.add_argument("--batch", type=int, default=2, help="clips per step")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave as is)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the numerics kernel follows torch's setting
 
     recipes: dict[str, Recipe | None] = {
         "fp32 (unconverted)": None,
