@@ -76,3 +76,14 @@ def test_published_gpu_runs_are_predicted_within_15_percent():
     assert len(rows) == 3
     for r in rows:
         assert r.ok, (r.case, r.predicted, r.reference)
+
+
+def test_cached_h100_reference_equals_a_fresh_search():
+    import importlib
+
+    sim_mod = importlib.import_module("opendojo.sim.simulate")  # the module, not the function
+    w = load_workload("gpt-1.3b")
+    first = sim_mod._delivered_per_h100(w, 512, "bf16", 64 * 989.4e12)
+    sim_mod._PER_H100.clear()
+    assert sim_mod._delivered_per_h100_uncached(w, 512, "bf16", 64 * 989.4e12) == first
+    assert sim_mod._delivered_per_h100(w, 512, "bf16", 64 * 989.4e12) == first
