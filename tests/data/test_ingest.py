@@ -211,3 +211,25 @@ def test_small_shard_limit_rolls_shards_between_sources_with_one_fragment_per_wr
     for r in t.to_pylist():
         per_source.setdefault(r["source_sha256"], set()).add(r["shard"])
     assert all(len(s) == 1 for s in per_source.values())
+
+
+def test_query_columns_returns_the_same_rows_narrower(dataset):
+    from opendojo.data import query
+
+    full = query(dataset, "speed_mean > 0 AND camera = 'front'")
+    narrow = query(dataset, "speed_mean > 0 AND camera = 'front'", columns=["camera", "clip_id"])
+    assert narrow.column_names == ["camera", "clip_id"] and narrow.num_rows == full.num_rows > 0
+    assert narrow.column("clip_id").to_pylist() == full.column("clip_id").to_pylist()  # same order
+    assert narrow.schema.metadata == full.schema.metadata  # still names the dataset root
+
+
+def test_query_columns_refuses_bad_names_and_a_manifest(dataset, tmp_path):
+    from opendojo.data import query
+
+    with pytest.raises(ValueError, match=r"columns=\['nope'\] names an unknown column"):
+        query(dataset, "true", columns=["nope"])
+    with pytest.raises(ValueError, match="columns='clip_id': must be None or a non-empty list"):
+        query(dataset, "true", columns="clip_id")
+    with pytest.raises(ValueError, match="a subset manifest holds every column"):
+        query(dataset, "true", columns=["clip_id"], out=tmp_path / "m.parquet")
+    assert not (tmp_path / "m.parquet").exists()

@@ -111,7 +111,8 @@ class ClipDataset(IterableDataset):
         world_size: int | None = None,
     ):
         super().__init__()
-        table = path_or_subset if isinstance(path_or_subset, pa.Table) else load_index(path_or_subset)
+        table = (path_or_subset if isinstance(path_or_subset, pa.Table)
+                 else load_index(path_or_subset, columns=_COLUMNS))  # decode only the columns it uses
         self.root = dataset_root_of(table)
         if table.num_rows == 0:
             raise ValueError(f"dataset {self.root!r}: the index (or subset) has no clips")
