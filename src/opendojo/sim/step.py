@@ -69,7 +69,7 @@ def _boundary_bytes_per_sample(w: Workload) -> float:
 def _replicated_bytes_per_sample(w: Workload, layout: Layout) -> float:
     """fp32 activation bytes per sample and block that tensor parallelism leaves replicated on every TP
     rank: without sequence parallelism, the inputs of the two norms and of the two column-parallel GEMMs
-    (the norms' outputs), four ``[s, h]`` tensors (Korthikanti et al. 2022, eq. 2: the ``10 sbh`` term,
+    (the norms' outputs), four ``[s, h]`` tensors (Korthikanti et al. 2022: the ``10 sbh`` term,
     less the dropout masks the reference models do not have). With ``sp`` they are split as well."""
     if layout.tp == 1 or layout.sp or w.tp_bytes_per_sample <= 0:
         return 0.0
