@@ -108,9 +108,9 @@ class FSDConfig:
 
 
 PRESETS: dict[str, FSDConfig] = {
-    # CPU tests and demos: 64×64 images, 3 cameras, 4 frames; ~0.3 M parameters.
+    # CPU tests and demos: 64×64 images, 3 cameras, 4 frames; 0.19 M parameters, 0.95 GFLOP/sample fwd+bwd.
     "tiny": FSDConfig(),
-    # One GPU: 8 cameras at 256×256, 8 frames.
+    # One GPU: 8 cameras at 256×256, 8 frames; 6.1 M parameters, ≈440 GFLOP/sample fwd+bwd.
     "base": FSDConfig(
         cameras=8,
         frames=8,
