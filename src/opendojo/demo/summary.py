@@ -242,7 +242,8 @@ def write_report(root: Path, settings: DemoSettings, records: dict[str, dict], w
             [list(r.values()) for r in flags],
             caption="Per converted layer at the end of training: the bias of each tensor (weights and "
             "activations in CFloat8_1_4_3, gradients in CFloat8_1_5_2) and the cumulative number of "
-            "elements that overflowed (saturated) or underflowed, from the numerics flags.",
+            "elements that overflowed (saturated) or underflowed, from the numerics flags. Recipe.dojo "
+            "counts flags on every 50th training step of a layer (flags_every), so these are sampled counts.",
         )
     sections.append(sec)
 
