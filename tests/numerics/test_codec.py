@@ -251,3 +251,20 @@ def test_decode_table_checks_its_arguments():
     with pytest.raises(ValueError, match="fmt must be"):
         decode_table("fp8", 7)
     assert decode_table("cfloat8_1_4_3", 7)[0x38] == 1.0
+
+
+def test_tensor_subclasses_and_sparse_tensors_are_refused_not_misread():
+    import torch
+
+    from opendojo.numerics import CFLOAT8_1_4_3, encode, fake_quantize
+
+    class Wrapped(torch.Tensor):
+        pass
+
+    x = torch.randn(4, 4)
+    with pytest.raises(TypeError, match="plain dense torch.Tensor, got Wrapped"):
+        encode(x.as_subclass(Wrapped), CFLOAT8_1_4_3, 7)
+    with pytest.raises(TypeError, match="layout torch.sparse_coo"):
+        fake_quantize(x.to_sparse(), CFLOAT8_1_4_3, 7)
+    p = torch.nn.Parameter(x.clone())
+    assert torch.equal(fake_quantize(p, CFLOAT8_1_4_3, 7), fake_quantize(x, CFLOAT8_1_4_3, 7))

@@ -68,7 +68,12 @@ def _as_float_input(x, name: str = "x"):
         if x.dtype not in _TORCH_FLOATS:
             raise TypeError(f"{name} must have a floating dtype (float16, bfloat16, float32, float64), "
                             f"got {x.dtype}")
-        return x.detach()
+        x = x.detach()  # an nn.Parameter detaches to a plain tensor
+        # The kernels read raw memory: a tensor subclass (DTensor, ...) or a sparse tensor would be misread.
+        if type(x) is not torch.Tensor or x.layout != torch.strided:
+            raise TypeError(f"{name} must be a plain dense torch.Tensor, got {type(x).__name__} with layout "
+                            f"{x.layout} (for a DTensor pass .to_local() or .full_tensor())")
+        return x
     a = np.asarray(x)
     if a.dtype not in _NUMPY_FLOATS:
         raise TypeError(f"{name} must have a floating dtype (float16, float32, float64), got {a.dtype}")
