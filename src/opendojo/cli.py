@@ -7,6 +7,7 @@ Each pillar registers its subcommands in its own ``_add_*`` function below, so t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from opendojo import __version__
@@ -431,7 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # `dojo ... | head` closed the pipe: stop quietly, as Unix tools do, instead of a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
