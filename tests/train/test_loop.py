@@ -116,3 +116,16 @@ def test_resuming_from_a_corrupt_or_foreign_checkpoint_is_refused_and_writes_not
     with pytest.raises(CheckpointError, match="is corrupt: model.safetensors does not match its SHA-256"):
         train(longer, run, resume=True, progress=False)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_resuming_a_finished_run_changes_nothing_and_a_shorter_run_is_refused(tmp_path, tiny_overrides):
+    config = load_config(None, [*tiny_overrides, "train.steps=2"])
+    first = train(config, tmp_path / "run", progress=False)
+    recorded = (tmp_path / "run" / "result.json").read_bytes()
+    again = train(config, tmp_path / "run", resume=True, progress=False)
+    assert again.final_loss == first.final_loss and again.final_metrics == first.final_metrics
+    assert (tmp_path / "run" / "result.json").read_bytes() == recorded
+    shorter = load_config(None, [*tiny_overrides, "train.steps=1"])
+    with pytest.raises(ValueError, match="is at step 2, past train.steps=1"):
+        train(shorter, tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "result.json").read_bytes() == recorded

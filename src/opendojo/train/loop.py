@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -256,6 +257,11 @@ def _setup(config: Config, out_dir: Path, resume: bool) -> _Setup:
     ckpt = None
     if previous is not None:
         ckpt = load_checkpoint(previous, signature)  # verifies hashes and signature; writes nothing
+        if ckpt.step > t.steps:
+            raise ValueError(
+                f"run folder {str(out_dir)!r} is at step {ckpt.step}, past train.steps={t.steps}; "
+                f"pass --steps {ckpt.step} or more to continue it"
+            )
         if ckpt.trainer_state.get("world_size") != ctx.world_size:
             raise CheckpointError(
                 f"checkpoint {str(previous)!r} was written by {ckpt.trainer_state.get('world_size')}"
@@ -309,7 +315,12 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress
     written) and :class:`NonFiniteLossError` (NaN/Inf loss; the last good checkpoint is kept).
     """
     out_dir = Path(out_dir)
+    if resume and latest_checkpoint(out_dir / "checkpoints") is None:
+        print(f"no checkpoint in {str(out_dir)!r}: starting from scratch", file=sys.stderr)
     s = _setup(config, out_dir, resume)
+    finished = _finished_result(out_dir, s.start, config.train.steps)
+    if finished is not None:  # resumed a run that had already ended: nothing to do, nothing rewritten
+        return finished
     ctx, model, optimizer, stream, precision, t = (
         s.ctx,
         s.model,
@@ -425,6 +436,21 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress
     if ctx.is_main:
         _write_summary(result)
     return result
+
+
+def _finished_result(out_dir: Path, step: int, steps: int) -> RunResult | None:
+    """The recorded result of a run whose newest checkpoint is its final step, if it wrote one."""
+    path = out_dir / "result.json"
+    if step != steps or not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    if raw.get("steps") != steps:
+        return None
+    known = {k: v for k, v in raw.items() if k in RunResult.__dataclass_fields__}
+    for key in ("out_dir", "checkpoint", "metrics_path"):
+        known[key] = Path(known[key])
+    known["plots"] = [Path(p) for p in known.get("plots", [])]
+    return RunResult(**known)
 
 
 def _write_summary(result: RunResult) -> None:
