@@ -4,15 +4,18 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The CPU wheel of torch; pinned here so pip never resolves a multi-GB CUDA build.
+# torch is pinned and installed first, so the project's own install never resolves another build. This
+# project's machines carry the CPU wheel on pip's local wheel path; elsewhere plain PyPI serves a CUDA build
+# on Linux: ask for the CPU one with  make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH := torch==2.13.0
+TORCH_PIP_ARGS ?=
 
 .PHONY: demo test test-slow lint bench install clean screenshot
 
 $(STAMP): pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) $(TORCH)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
