@@ -33,7 +33,8 @@ def _numerics_format(name: str):
     try:
         return get_format(name)
     except ValueError as e:
-        sys.exit(f"dojo numerics: error: --format: {e}")
+        print(f"dojo numerics: error: --format: {e}", file=sys.stderr)
+        sys.exit(2)  # a usage error, as for every other bad argument
 
 
 def _cmd_numerics_formats(args: argparse.Namespace) -> int:
