@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +96,14 @@ class DemoFolder:
         start = time.perf_counter()
         result = fn()
         result = {**result, "wall_s": time.perf_counter() - start}
-        write_atomic(self.stage_path(name), json.dumps(result, indent=2, default=_jsonable))
+        write_atomic(self.stage_path(name), json.dumps(result, indent=2, default=json_value))
         return result
 
 
-def _jsonable(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """``json.dumps(default=...)`` for the demo's records: paths as strings, numpy values as Python ones."""
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "tolist"):
         return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in a stage record")
-
-
-def settings_fields() -> list[str]:
-    return [f.name for f in fields(DemoSettings)]
+    raise TypeError(f"cannot store {type(value).__name__} in a demo record")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from opendojo.demo.stages import DemoSettings
+from opendojo.demo.stages import DemoSettings, json_value
 from opendojo.report import Section, figure_names, plots, render, write_atomic
 
 #: The sections ``summary.json`` always has (the demo test checks them).
@@ -330,13 +330,5 @@ def write_report(root: Path, settings: DemoSettings, records: dict[str, dict], w
         "run": {"wall_s": wall_s, "stages": {n: r.get("wall_s") for n, r in records.items()}},
         "report": {"path": str(root / "report.html"), "figures": figure_names(sections)},
     }
-    write_atomic(root / "summary.json", json.dumps(summary, indent=1, default=_plain))
+    write_atomic(root / "summary.json", json.dumps(summary, indent=1, default=json_value))
     return summary
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"summary.json cannot hold {type(value).__name__}")
