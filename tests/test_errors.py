@@ -29,3 +29,12 @@ def test_bounds_are_named_in_the_message():
 
 def test_usage_error_is_a_value_error():
     assert issubclass(UsageError, ValueError)
+
+
+def test_printable_escapes_terminal_controls_and_surrogates():
+    from opendojo.errors import printable
+
+    assert printable("front cam") == "front cam"
+    assert printable("\x1b[31mred\x07") == "\\x1b[31mred\\x07"
+    assert printable("a\nb\r") == "a\\nb\\r"
+    assert printable(b"caf\xe9".decode("utf-8", "surrogateescape")) == "caf\\udce9"

@@ -58,6 +58,18 @@ def check_seed(argument: str, value: object) -> int:
     return check_int(argument, value, low=0, high=2**63 - 1)
 
 
+def printable(text: object) -> str:
+    """``text`` safe to print to a terminal: control characters (ANSI escapes, carriage returns, bells)
+    and undecodable bytes of file names are shown as escapes instead of being obeyed."""
+    out = []
+    for ch in str(text):
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)
+
+
 def _range_text(low: int | None, high: int | None) -> str:
     if low is not None and high is not None:
         return f" in {low}..{high}"

@@ -14,6 +14,7 @@ from opendojo.nn.convert import (
     keep_ends_fp32,
     requantize_weights_,
 )
+from opendojo.nn.fp8_matmul import FP8_GPU_GEMMS
 from opendojo.nn.layers import CFloatConv2d, CFloatConv3d, CFloatLinear, LayerState
 from opendojo.nn.recipe import Recipe, TensorPolicy
 
@@ -21,6 +22,7 @@ __all__ = [
     "CFloatConv2d",
     "CFloatConv3d",
     "CFloatLinear",
+    "FP8_GPU_GEMMS",
     "LayerState",
     "Recipe",
     "TensorPolicy",

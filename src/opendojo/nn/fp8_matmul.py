@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import torch
 
+#: The GEMMs a converted model runs on FP8 tensor cores on a capable GPU, as ``layer.pass``: today the
+#: Linear forward only; dgrad, wgrad and convolutions run in the layer's higher precision. The simulator
+#: prices CFloat8 on GPUs from this tuple, so the two sides cannot drift apart.
+FP8_GPU_GEMMS: tuple[str, ...] = ("linear.forward",)
+
 #: Exponent bias of float8_e4m3fn; CFloat8_1_4_3 at this bias has the same grid (specs/cfloat.md).
 _E4M3FN_BIAS = 7
 #: _scaled_mm needs K and N divisible by 16 on CUDA.
