@@ -20,21 +20,25 @@ def _cmd_version(args: argparse.Namespace) -> int:
 
 # --- numerics -------------------------------------------------------------------------------
 def _numerics_bias_arg(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 63:
-        raise argparse.ArgumentTypeError(f"bias must be an integer in 0..63, got {value}")
-    return value
+    from opendojo.errors import UsageError
+    from opendojo.numerics.formats import check_bias
+
+    try:  # a non-number is passed on as text, so the one message names it and the range
+        return check_bias(int(text) if text.strip().lstrip("+-").isdigit() else text)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None  # argparse prints only this type's words
 
 
 def _numerics_format(name: str):
-    """The format named ``name``; a ValueError (listing the choices) becomes a clean CLI error."""
+    """The format named ``name``; a UsageError (listing the choices) becomes a clean CLI error."""
+    from opendojo.errors import EXIT_USAGE, UsageError
     from opendojo.numerics import get_format
 
     try:
         return get_format(name)
-    except ValueError as e:
-        print(f"dojo numerics: error: --format: {e}", file=sys.stderr)
-        sys.exit(2)  # a usage error, as for every other bad argument
+    except UsageError as e:
+        print(f"dojo numerics: error: --{e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)  # a usage error, as for every other bad argument
 
 
 def _cmd_numerics_formats(args: argparse.Namespace) -> int:
@@ -55,14 +59,20 @@ def _cmd_numerics_table(args: argparse.Namespace) -> int:
 def _cmd_numerics_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from opendojo.numerics import Flags, decode, encode
+    from opendojo.errors import EXIT_USAGE, UsageError
+    from opendojo.numerics import Flags, RoundMode, check_rounding, decode, encode
     from opendojo.numerics.tables import describe_codes
 
     fmt = _numerics_format(args.format)
+    try:
+        rounding = check_rounding(args.rounding or RoundMode.NEAREST, "--rounding")
+    except UsageError as e:
+        print(f"dojo numerics: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     bias = fmt.default_bias if args.bias is None else args.bias
     x = np.array(args.values, dtype=np.float64)
     flags = Flags()
-    codes = encode(x, fmt, bias, args.rounding, seed=args.seed, flags=flags)
+    codes = encode(x, fmt, bias, rounding, seed=args.seed, flags=flags)
     print(describe_codes(x, codes, decode(codes, fmt, bias)))
     print("flags: " + ", ".join(f"{k}={v}" for k, v in flags.as_dict().items()))
     return 0
@@ -75,13 +85,17 @@ def _add_numerics(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_cmd_numerics_formats)
     q = nsub.add_parser("table", help="print every value of a format at a bias")
     q.add_argument("--format", default="cfloat8_1_4_3", help="format name (see `dojo numerics formats`)")
-    q.add_argument("--bias", type=_numerics_bias_arg, default=None, help="0..63 (default: the format's)")
+    q.add_argument("--bias", type=_numerics_bias_arg, default=None,
+                   help="exponent bias (default: the format's)")
     q.set_defaults(func=_cmd_numerics_table)
     q = nsub.add_parser("encode", help="round numbers into a format and show codes, values and flags")
     q.add_argument("values", type=float, nargs="+", help="numbers to encode (float64, rounded directly)")
     q.add_argument("--format", default="cfloat8_1_4_3", help="format name (see `dojo numerics formats`)")
-    q.add_argument("--bias", type=_numerics_bias_arg, default=None, help="0..63 (default: the format's)")
-    q.add_argument("--rounding", default="nearest", choices=["nearest", "stochastic", "toward_zero"])
+    q.add_argument("--bias", type=_numerics_bias_arg, default=None,
+                   help="exponent bias (default: the format's)")
+    # checked when the command runs: the mode names live in opendojo.numerics (which imports torch)
+    q.add_argument("--rounding", default=None, help="a rounding mode of opendojo.numerics.RoundMode "
+                   "(default: round to nearest, ties to even)")
     q.add_argument("--seed", type=int, default=0, help="stochastic-rounding seed (default 0)")
     q.set_defaults(func=_cmd_numerics_encode)
 

@@ -41,4 +41,18 @@ def test_bad_format_and_bias_are_clean_errors(capsys):
     assert "cfloat8_1_4_3" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["numerics", "table", "--bias", "64"])
-    assert "bias must be an integer in 0..63, got 64" in capsys.readouterr().err
+    assert "bias: got 64; allowed: an integer in 0..63" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["numerics", "table", "--bias", "seven"])
+    assert "bias: got 'seven'; allowed: an integer in 0..63" in capsys.readouterr().err
+    assert main(["numerics", "encode", "--rounding", "up", "1.0"]) == 2
+    assert "--rounding: got 'up'; allowed: nearest, stochastic, toward_zero" in capsys.readouterr().err
+
+
+def test_encode_rounding_modes_are_the_numerics_vocabulary(capsys):
+    from opendojo.numerics import ROUNDINGS
+
+    for mode in ROUNDINGS:
+        assert main(["numerics", "encode", "--rounding", mode, "--bias", "7", "1.0625"]) == 0
+    out = capsys.readouterr().out
+    assert "-> 0x38 -> 1.0" in out  # a tie of 1.0 and 1.125: nearest-even and truncation agree

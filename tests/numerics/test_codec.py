@@ -141,21 +141,21 @@ def test_non_float_inputs_are_rejected(x):
 
 @pytest.mark.parametrize("bias", [-1, 64, 3.5, 7.0, None, True])
 def test_bias_out_of_range_or_not_integer(bias):
-    with pytest.raises(ValueError, match=r"bias must be an integer in 0\.\.63"):
+    with pytest.raises(ValueError, match=r"bias: got .*; allowed: an integer in 0\.\.63"):
         encode(np.ones(2, np.float32), CFLOAT8_1_4_3, bias)
-    with pytest.raises(ValueError, match=r"bias must be an integer in 0\.\.63"):
+    with pytest.raises(ValueError, match=r"bias: got .*; allowed: an integer in 0\.\.63"):
         decode(np.ones(2, np.uint8), CFLOAT8_1_4_3, bias)
 
 
 def test_rounding_seed_and_flags_arguments_are_checked():
     x = np.ones(2, np.float32)
-    with pytest.raises(ValueError, match="rounding must be one of"):
+    with pytest.raises(ValueError, match="rounding: got .up.; allowed: nearest, stochastic, toward_zero"):
         encode(x, CFLOAT8_1_4_3, 7, rounding="up")
-    with pytest.raises(ValueError, match="seed is required"):
+    with pytest.raises(ValueError, match="seed: got None; allowed: an integer"):
         encode(x, CFLOAT8_1_4_3, 7, rounding="stochastic")
-    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*64\)"):
+    with pytest.raises(ValueError, match=r"seed: got .*; allowed: an integer in 0\.\.18446744073709551615"):
         fake_quantize(x, CFLOAT8_1_4_3, 7, rounding="stochastic", seed=-1)
-    with pytest.raises(ValueError, match=r"seed must be an integer"):
+    with pytest.raises(ValueError, match=r"seed: got .*; allowed: an integer"):
         encode(x, CFLOAT8_1_4_3, 7, rounding="stochastic", seed=1.5)
     with pytest.raises(TypeError, match="flags must be None or a Flags"):
         encode(x, CFLOAT8_1_4_3, 7, flags={})
@@ -246,9 +246,9 @@ def test_cuda_tensors_give_the_same_codes_values_and_flags_as_cpu():
 
 
 def test_decode_table_checks_its_arguments():
-    with pytest.raises(ValueError, match=r"bias must be an integer in 0\.\.63, got 64"):
+    with pytest.raises(ValueError, match=r"bias: got 64; allowed: an integer in 0\.\.63"):
         decode_table(CFLOAT8_1_4_3, 64)
-    with pytest.raises(ValueError, match="fmt must be"):
+    with pytest.raises(ValueError, match="fmt: got .*; allowed: cfloat8_1_4_3"):
         decode_table("fp8", 7)
     assert decode_table("cfloat8_1_4_3", 7)[0x38] == 1.0
 

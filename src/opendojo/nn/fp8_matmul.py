@@ -1,6 +1,6 @@
 """The FP8 tensor-core path for CFloat8_1_4_3 matmuls (H100/H200-class GPUs).
 
-CFloat8_1_4_3 at bias B is OCP ``float8_e4m3fn`` scaled by 2^(7−B) (specs/cfloat.md, scaling identity),
+CFloat8_1_4_3 at bias B is OCP ``float8_e4m3fn`` scaled by 2^(7−B) (docs/cfloat-spec.md, scaling identity),
 except for the top code ±480·2^(7−B), which e4m3fn spends on NaN. In this mode the operands are rounded
 as usual and then saturated one code lower (±448·2^(7−B)), so ``q · 2^(B−7)`` casts to e4m3fn exactly and
 ``torch._scaled_mm`` multiplies with the bias folded into its per-tensor scales, accumulating in FP32.
@@ -18,7 +18,7 @@ import torch
 #: prices CFloat8 on GPUs from this tuple, so the two sides cannot drift apart.
 FP8_GPU_GEMMS: tuple[str, ...] = ("linear.forward",)
 
-#: Exponent bias of float8_e4m3fn; CFloat8_1_4_3 at this bias has the same grid (specs/cfloat.md).
+#: Exponent bias of float8_e4m3fn; CFloat8_1_4_3 at this bias has the same grid (docs/cfloat-spec.md).
 _E4M3FN_BIAS = 7
 #: _scaled_mm needs K and N divisible by 16 on CUDA.
 _ALIGN = 16

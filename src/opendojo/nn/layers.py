@@ -35,7 +35,7 @@ class LayerState(OptionalStateModule):
         self.grad_input = TensorBias(recipe.gradient, device)
         storage = recipe.weight_storage
         self.weight_storage = TensorBias(storage, device) if storage is not None else None
-        # seeds are only worth computing (~20 µs each in Python) for the stochastically rounded classes
+        # seeds cost a Python hash each, so they are computed only for the stochastically rounded classes
         self._stochastic = {
             name for name in TENSOR_CLASSES
             if getattr(self, name) is not None and getattr(self, name).format is not None

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Format names a policy accepts: CFloat formats (``numerics.get_format`` names) and ``fp32`` (no rounding).
-FORMAT_NAMES = ("cfloat8_1_4_3", "cfloat8_1_5_2", "cfloat16_shp", "cfloat16_uhp", "fp32")
-ROUNDINGS = ("nearest", "stochastic", "toward_zero")
+from opendojo.errors import UsageError, check_choice, check_int, check_seed
+from opendojo.numerics import FORMATS, ROUNDINGS, RoundMode
+from opendojo.numerics.formats import check_bias
+
+#: Format names a policy accepts: the CFloat formats of ``numerics.FORMATS`` and ``fp32`` (no rounding).
+FORMAT_NAMES = (*FORMATS, "fp32")
 BIAS_POLICIES = ("dynamic", "delayed", "fixed")
 FP8_MATMUL_MODES = ("auto", "always", "never")
-_BIAS_RANGE = range(0, 64)  # CFloat biases are unsigned 6-bit (specs/cfloat.md)
-
-
-def _check_choice(argument: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{argument}={value!r} is not known; choose one of {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -35,41 +32,35 @@ class TensorPolicy:
 
     Args:
         format: one of :data:`FORMAT_NAMES` (``"fp32"`` leaves the tensor untouched).
-        rounding: ``"nearest"`` (ties to even), ``"stochastic"`` or ``"toward_zero"``.
+        rounding: a :class:`opendojo.numerics.RoundMode` or its name (stored as the RoundMode).
         bias: bias policy. ``"dynamic"``: every call, the largest bias whose max covers the tensor's
             amax (``numerics.choose_bias``). ``"delayed"``: the bias covering the largest amax of the last
             ``history`` training steps (FP8 delayed scaling); it therefore changes only when that window
             max crosses a binade, and a tensor larger than the window saw saturates (counted as
             overflow). ``"fixed"``: always ``fixed_bias``.
-        fixed_bias: the bias for ``bias="fixed"`` (0..63); must be ``None`` otherwise.
+        fixed_bias: the bias for ``bias="fixed"`` (``numerics.BIASES``); must be ``None`` otherwise.
         history: amax window length in steps for ``"delayed"`` (≥ 1).
         margin: extra headroom in binades: the chosen bias is lowered by ``margin`` (0 = tightest).
     """
 
     format: str
-    rounding: str = "nearest"
+    rounding: RoundMode | str = RoundMode.NEAREST
     bias: str = "dynamic"
     fixed_bias: int | None = None
     history: int = 16
     margin: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice("format", self.format, FORMAT_NAMES)
-        _check_choice("rounding", self.rounding, ROUNDINGS)
-        _check_choice("bias", self.bias, BIAS_POLICIES)
+        check_choice("format", self.format, FORMAT_NAMES)
+        object.__setattr__(self, "rounding", RoundMode(check_choice("rounding", self.rounding, ROUNDINGS)))
+        check_choice("bias", self.bias, BIAS_POLICIES)
         if self.bias == "fixed":
-            if not isinstance(self.fixed_bias, int) or self.fixed_bias not in _BIAS_RANGE:
-                raise ValueError(
-                    f"fixed_bias={self.fixed_bias!r} is not allowed; bias='fixed' needs an int 0..63"
-                )
+            check_bias(self.fixed_bias, "fixed_bias")
         elif self.fixed_bias is not None:
-            raise ValueError(
-                f"fixed_bias={self.fixed_bias!r} is only allowed with bias='fixed', not bias={self.bias!r}"
-            )
-        if not isinstance(self.history, int) or self.history < 1:
-            raise ValueError(f"history={self.history!r} is not allowed; it must be an int >= 1")
-        if not isinstance(self.margin, int) or self.margin < 0:
-            raise ValueError(f"margin={self.margin!r} is not allowed; it must be an int >= 0")
+            raise UsageError(f"fixed_bias: got {self.fixed_bias!r}; allowed: None unless bias='fixed' "
+                             f"(bias is {self.bias!r})")
+        check_int("history", self.history, low=1)
+        check_int("margin", self.margin, low=0)
 
     @property
     def is_identity(self) -> bool:
@@ -96,8 +87,8 @@ class Recipe:
             any device that supports the op (tests); ``"never"`` always emulates.
         flags_every: count the numerics flags (overflow/underflow/invalid/denormal, per tensor class, into
             buffers) on every ``flags_every``-th training step of a layer, starting with its first; 0 never.
-            Counting takes the numerics library's slow flag-collecting path (about 100-250x the cost of
-            the plain rounding kernel, measured 2026-11-29), so the presets sample every 50th step.
+            Counting takes the numerics library's slow flag-collecting path (two orders of magnitude
+            dearer than the plain rounding kernel, docs/nn.md), so the presets sample every 50th step.
         seed: base of the stochastic-rounding seeds (mixed with the layer name and its step counter).
     """
 
@@ -119,11 +110,9 @@ class Recipe:
             raise TypeError(
                 f"weight_storage={self.weight_storage!r} is not allowed; use a TensorPolicy or None"
             )
-        _check_choice("fp8_matmul", self.fp8_matmul, FP8_MATMUL_MODES)
-        if not isinstance(self.flags_every, int) or self.flags_every < 0:
-            raise ValueError(f"flags_every={self.flags_every!r} is not allowed; it must be an int >= 0")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed={self.seed!r} is not allowed; it must be an int >= 0")
+        check_choice("fp8_matmul", self.fp8_matmul, FP8_MATMUL_MODES)
+        check_int("flags_every", self.flags_every, low=0)
+        check_seed("seed", self.seed)
 
     @property
     def is_identity(self) -> bool:

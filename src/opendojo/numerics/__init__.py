@@ -12,6 +12,7 @@ from opendojo.numerics.codec import decode, decode_table, encode, fake_quantize
 from opendojo.numerics.flags import Flags
 from opendojo.numerics.formats import (
     BF16,
+    BIASES,
     CFLOAT8_1_4_3,
     CFLOAT8_1_5_2,
     CFLOAT16_SHP,
@@ -24,9 +25,10 @@ from opendojo.numerics.formats import (
     IEEEFormat,
     get_format,
 )
-from opendojo.numerics.reference import ROUNDINGS
+from opendojo.numerics.rounding import ROUNDINGS, RoundMode, check_rounding
 
 __all__ = [
+    "BIASES",
     "BF16",
     "CFLOAT8_1_4_3",
     "CFLOAT8_1_5_2",
@@ -37,11 +39,13 @@ __all__ = [
     "FP32",
     "FP64",
     "ROUNDINGS",
+    "RoundMode",
     "CFloatFormat",
     "CFloatTensor",
     "Flags",
     "IEEEFormat",
     "add",
+    "check_rounding",
     "choose_bias",
     "decode",
     "decode_table",

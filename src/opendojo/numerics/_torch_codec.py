@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from opendojo.numerics.formats import CFloatFormat
+from opendojo.numerics.rounding import RoundMode
 from opendojo.numerics.stochastic import RANDOM_BITS, random_bits_torch
 
 # (int view dtype, mantissa bits, exponent bias, all-ones exponent field, |x| mask) of the input type
@@ -20,11 +21,53 @@ _BITS = {
 }
 
 
+def _fields(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The int64 bit fields of a float32/float64 tensor: sign, |x| bits, exponent field, mantissa."""
+    view_dtype, MB, _, FMAX, ABS = _BITS[x.dtype]
+    bits = x.view(view_dtype).to(torch.int64)  # sign-extended: negative inputs are negative ints
+    a = bits & ABS
+    f = a >> MB
+    man = a & ((1 << MB) - 1)
+    return {"negative": bits < 0, "a": a, "f": f, "man": man, "is_nan": (f == FMAX) & (man != 0)}
+
+
+def _increment(q, low, s, s_int, rounding: RoundMode, seed, n: int, device, index_offset: int):
+    """The rounding increment (0 or 1) of the truncated quotient ``q`` with dropped bits ``low``."""
+    if rounding == RoundMode.NEAREST:
+        half = torch.ones_like(s_int) << (s_int - 1)
+        return ((low > half) | ((low == half) & ((q & 1) == 1))).to(torch.int64)
+    if rounding == RoundMode.STOCHASTIC:
+        r = RANDOM_BITS
+        y = torch.where(s >= r, low >> torch.clamp(s - r, 0, 63), low << torch.clamp(r - s, 0, 63))
+        return (y + random_bits_torch(seed, n, device, index_offset)) >> r
+    return torch.zeros_like(q)
+
+
+def _flag_counts(x, orig_dtype, fmt: CFloatFormat, fld, mag, mag_unsat, low, neg_live) -> dict[str, int]:
+    """Exception flag counts of one encode (see reference.py for their definitions)."""
+    M = fmt.mantissa_bits
+    FMAX = _BITS[x.dtype][3]
+    nonzero = fld["a"] != 0
+    uhp_neg = neg_live & nonzero if not fmt.signed else torch.zeros_like(nonzero)
+    live = (fld["f"] != FMAX) & ~uhp_neg
+    if orig_dtype != x.dtype:  # float16/bfloat16 widened: denormal in their own format
+        in_denormal = (x != 0) & (x.abs() < torch.finfo(orig_dtype).tiny)
+    else:
+        in_denormal = (fld["f"] == 0) & (fld["man"] != 0)
+    result_denormal = live & (mag > 0) & (mag < (1 << M))
+    return {
+        "invalid": int((fld["is_nan"] | uhp_neg).sum()),
+        "denormal": int((in_denormal | result_denormal).sum()),
+        "overflow": int((live & (mag_unsat > fmt.max_magnitude_code)).sum()),
+        "underflow": int((live & nonzero & (mag < (1 << M)) & (low != 0)).sum()),
+    }
+
+
 def encode_flat(
     x: torch.Tensor,
     fmt: CFloatFormat,
     bias: int,
-    rounding: str,
+    rounding: RoundMode,
     seed: int | None,
     want_flags: bool,
     index_offset: int = 0,
@@ -37,63 +80,28 @@ def encode_flat(
     orig_dtype = x.dtype
     if orig_dtype in (torch.float16, torch.bfloat16):
         x = x.to(torch.float32)
-    view_dtype, MB, EB, FMAX, ABS = _BITS[x.dtype]
+    _, MB, EB, _, _ = _BITS[x.dtype]
     M = fmt.mantissa_bits
-    max_mag = fmt.max_magnitude_code
-
-    bits = x.view(view_dtype).to(torch.int64)  # sign-extended: negative inputs are negative ints
-    negative = bits < 0
-    a = bits & ABS
-    f = a >> MB
-    man = a & ((1 << MB) - 1)
-    is_nan = (f == FMAX) & (man != 0)
-    sig = torch.where(f == 0, man, man | (1 << MB))
-    fe = torch.clamp(f, min=1)
+    fld = _fields(x)
+    f = fld["f"]
+    sig = torch.where(f == 0, fld["man"], fld["man"] | (1 << MB))
     e = torch.clamp(f - EB + bias, min=1)
-    s = e - fe - bias - M + EB + MB  # dropped bits, >= 1 since M < MB
+    s = e - torch.clamp(f, min=1) - bias - M + EB + MB  # dropped bits, >= 1 since M < MB
     s_int = torch.clamp(s, max=63)
     q = sig >> s_int
     low = sig - (q << s_int)
-    if rounding == "nearest":
-        half = torch.ones_like(s_int) << (s_int - 1)
-        up = (low > half) | ((low == half) & ((q & 1) == 1))
-        q = q + up.to(torch.int64)
-    elif rounding == "stochastic":
-        r = RANDOM_BITS
-        y = torch.where(s >= r, low >> torch.clamp(s - r, 0, 63), low << torch.clamp(r - s, 0, 63))
-        rnd = random_bits_torch(seed, x.numel(), x.device, index_offset)
-        q = q + ((y + rnd) >> r)
+    q = q + _increment(q, low, s, s_int, rounding, seed, x.numel(), x.device, index_offset)
     mag_unsat = ((e - 1) << M) + q
-    mag = torch.clamp(mag_unsat, max=max_mag)
-    mag = torch.where(is_nan, torch.full_like(mag, max_mag), mag)
-    neg_live = negative & ~is_nan
+    mag = torch.clamp(mag_unsat, max=fmt.max_magnitude_code)
+    mag = torch.where(fld["is_nan"], torch.full_like(mag, fmt.max_magnitude_code), mag)
+    neg_live = fld["negative"] & ~fld["is_nan"]
     if fmt.signed:
         code = mag | (neg_live.to(torch.int64) << (fmt.bits - 1))
     else:
         code = torch.where(neg_live, torch.zeros_like(mag), mag)
-
     if not want_flags:
         return code, None
-    finite = f != FMAX
-    nonzero = a != 0
-    uhp_neg = neg_live & nonzero if not fmt.signed else torch.zeros_like(nonzero)
-    invalid = is_nan | uhp_neg
-    live = finite & ~uhp_neg
-    if orig_dtype != x.dtype:
-        tiny = torch.finfo(orig_dtype).tiny
-        in_denormal = (x != 0) & (x.abs() < tiny)
-    else:
-        in_denormal = (f == 0) & (man != 0)
-    result_denormal = live & (mag > 0) & (mag < (1 << M))
-    overflow = live & (mag_unsat > max_mag)
-    underflow = live & nonzero & (mag < (1 << M)) & (low != 0)
-    counts = {
-        "invalid": int(invalid.sum()),
-        "denormal": int((in_denormal | result_denormal).sum()),
-        "overflow": int(overflow.sum()),
-        "underflow": int(underflow.sum()),
-    }
-    return code, counts
+    return code, _flag_counts(x, orig_dtype, fmt, fld, mag, mag_unsat, low, neg_live)
 
 
 # On CPU, int64 temporaries of a whole large array would be page-fault bound; chunks stay in cache.
@@ -101,7 +109,7 @@ def encode_flat(
 _CPU_CHUNK = 1 << 18
 
 
-def encode_torch(x: torch.Tensor, fmt: CFloatFormat, bias: int, rounding: str, seed: int | None,
+def encode_torch(x: torch.Tensor, fmt: CFloatFormat, bias: int, rounding: RoundMode, seed: int | None,
                  flags_counts: dict[str, int] | None) -> torch.Tensor:
     """Codes (int64, x's shape) of any float tensor; adds flag counts into ``flags_counts`` if given."""
     flat = x.reshape(-1)

@@ -1,4 +1,5 @@
-"""CFloat arithmetic: add, mul, fma, matmul on :class:`CFloatTensor` operands (specs/cfloat.md, Arithmetic).
+"""CFloat arithmetic: add, mul, fma, matmul on :class:`CFloatTensor` operands
+(docs/cfloat-spec.md, section 8).
 
 Semantics (decided, bit-exact on every device): operands decode exactly to FP32; the operation runs in
 IEEE FP32 (round to nearest even, denormals kept): ``add`` and ``mul`` one FP32 rounding, ``fma`` one

@@ -8,6 +8,7 @@ import numbers
 import numpy as np
 import torch
 
+from opendojo.errors import UsageError, check_int
 from opendojo.numerics.formats import BIAS_MAX, BIAS_MIN, CFloatFormat, get_format
 
 
@@ -29,12 +30,12 @@ def _amax(x_or_amax) -> float:
         if a.size == 0:
             amax = 0.0
     if math.isnan(amax) or amax < 0:
-        raise ValueError(f"x_or_amax: the absolute maximum must be a non-negative number, got {amax}")
+        raise UsageError(f"x_or_amax: got absolute maximum {amax}; allowed: a non-negative number")
     return amax
 
 
 def choose_bias(x_or_amax, fmt: CFloatFormat | str, margin: int = 0) -> int:
-    """The largest bias in 0..63 whose ``fmt.max(bias)`` still covers ``amax * 2**margin``.
+    """The largest bias in ``BIASES`` (0..63) whose ``fmt.max(bias)`` still covers ``amax * 2**margin``.
 
     ``x_or_amax``: a tensor/array (its absolute maximum is used) or the absolute maximum itself (a
     non-negative number). The largest such bias gives the most precision without saturating.
@@ -43,8 +44,7 @@ def choose_bias(x_or_amax, fmt: CFloatFormat | str, margin: int = 0) -> int:
     amax 0 gives 63; an amax above ``fmt.max(0)`` (or Inf) gives 0 (saturation cannot be avoided).
     """
     fmt = get_format(fmt)
-    if isinstance(margin, bool) or not isinstance(margin, numbers.Integral) or margin < 0:
-        raise ValueError(f"margin must be an integer >= 0 (binades of headroom), got {margin!r}")
+    margin = check_int("margin", margin, low=0)
     amax = _amax(x_or_amax)
     if amax == 0:
         return BIAS_MAX

@@ -16,7 +16,7 @@ from opendojo.numerics import _native
 from opendojo.numerics._torch_codec import encode_torch
 from opendojo.numerics.flags import Flags
 from opendojo.numerics.formats import CFloatFormat, check_bias, get_format
-from opendojo.numerics.reference import ROUNDINGS
+from opendojo.numerics.rounding import RoundMode, check_rounding
 from opendojo.numerics.stochastic import check_seed, seed_keys
 
 _TORCH_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -51,15 +51,14 @@ def _decode_table_torch(fmt: CFloatFormat, bias: int, device: torch.device) -> t
 
 
 # --- argument checks ---------------------------------------------------------------------------------
-def _check_common(fmt, bias, rounding, seed, flags) -> tuple[CFloatFormat, int, int | None]:
+def _check_common(fmt, bias, rounding, seed, flags) -> tuple[CFloatFormat, int, RoundMode, int | None]:
     fmt = get_format(fmt)
     bias = check_bias(bias)
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
-    seed = check_seed(seed) if rounding == "stochastic" else None
+    rounding = check_rounding(rounding)
+    seed = check_seed(seed) if rounding == RoundMode.STOCHASTIC else None
     if flags is not None and not isinstance(flags, Flags):
         raise TypeError(f"flags must be None or a Flags instance, got {type(flags).__name__}")
-    return fmt, bias, seed
+    return fmt, bias, rounding, seed
 
 
 def _as_float_input(x, name: str = "x"):
@@ -108,7 +107,7 @@ _HUGE_OUTPUT_BYTES = 8 << 20
 
 def _advise_huge(address: int, nbytes: int) -> None:
     """Large new outputs: ask for transparent huge pages before the kernel's first touch (page faults
-    otherwise dominate; 2.6x faster decode into a new 64 MB output, docs/numerics.md). Best effort."""
+    otherwise dominate a memory-bound kernel; docs/numerics.md has the measurement). Best effort."""
     if nbytes >= _HUGE_OUTPUT_BYTES and _native.AVAILABLE:
         _native._ckernel.advise_huge(address, nbytes)
 
@@ -116,7 +115,7 @@ def _advise_huge(address: int, nbytes: int) -> None:
 def _output(out, like, shape, dtype, name: str = "out"):
     """A new C-contiguous output like ``like`` (numpy or torch, same device), or the checked ``out``."""
     if isinstance(like, torch.Tensor):
-        if out is None:  # (empty_like: torch.empty(torch.Size) costs ~15 us per call in torch 2.13)
+        if out is None:  # (empty_like: torch.empty(torch.Size) is markedly dearer per call)
             new = torch.empty_like(like, dtype=dtype, memory_format=torch.contiguous_format)
             if new.device.type == "cpu":
                 _advise_huge(new.data_ptr(), new.numel() * new.element_size())
@@ -155,8 +154,8 @@ def _ptr(a) -> int:
     return a.data_ptr() if isinstance(a, torch.Tensor) else a.ctypes.data
 
 
-def encode(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", seed: int | None = None,
-           flags: Flags | None = None, out=None):
+def encode(x, fmt: CFloatFormat | str, bias: int, rounding: RoundMode | str = RoundMode.NEAREST,
+           seed: int | None = None, flags: Flags | None = None, out=None):
     """Round ``x`` into CFloat codes of ``fmt`` at exponent ``bias`` (an integer 0..63).
 
     ``x``: numpy array (float16/32/64) or torch tensor (float16/bfloat16/float32/float64, any device,
@@ -167,7 +166,7 @@ def encode(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", see
     exception counts to (a slower loop; ``None`` costs nothing). ``out``: an optional preallocated
     contiguous code array/tensor of the right shape, dtype and device, written and returned.
     """
-    fmt, bias, seed = _check_common(fmt, bias, rounding, seed, flags)
+    fmt, bias, rounding, seed = _check_common(fmt, bias, rounding, seed, flags)
     t = _as_float_input(x)
     keys = seed_keys(seed) if seed is not None else (0, 0)
     code_dtype = _TORCH_CODE[fmt.bits] if isinstance(t, torch.Tensor) else fmt.code_dtype
@@ -237,8 +236,8 @@ def decode(codes, fmt: CFloatFormat | str, bias: int, out=None):
     return out
 
 
-def fake_quantize(x, fmt: CFloatFormat | str, bias: int, rounding: str = "nearest", seed: int | None = None,
-                  flags: Flags | None = None, out=None):
+def fake_quantize(x, fmt: CFloatFormat | str, bias: int, rounding: RoundMode | str = RoundMode.NEAREST,
+                  seed: int | None = None, flags: Flags | None = None, out=None):
     """``decode(encode(x, ...))`` in one pass, returned in x's dtype, shape and device.
 
     Same arguments as :func:`encode`. float32/float64 results are exact CFloat values; float16/bfloat16
@@ -247,7 +246,7 @@ def fake_quantize(x, fmt: CFloatFormat | str, bias: int, rounding: str = "neares
     grad is read through its data. ``out``: an optional preallocated contiguous array/tensor like x
     (``out=x`` rounds in place), written and returned.
     """
-    fmt, bias, seed = _check_common(fmt, bias, rounding, seed, flags)
+    fmt, bias, rounding, seed = _check_common(fmt, bias, rounding, seed, flags)
     t = _as_float_input(x)
     keys = seed_keys(seed) if seed is not None else (0, 0)
     out = _output(out, t, t.shape, t.dtype)

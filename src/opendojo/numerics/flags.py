@@ -12,7 +12,7 @@ class Flags:
     """Counts of elements that raised each flag since the last :meth:`clear`.
 
     Pass one to ``encode``/``fake_quantize``/the arithmetic to collect them; ``bool(flags.overflow)``
-    is the sticky flag of the paper. Semantics (specs/cfloat.md): ``invalid`` a NaN input or a negative
+    is the sticky flag of the paper. Semantics (docs/cfloat-spec.md): ``invalid`` a NaN input or a negative
     input to UHP; ``denormal`` an input denormal in its own format or a denormal result; ``overflow`` a
     finite input whose rounded magnitude exceeds max (it saturated); ``underflow`` a nonzero input whose
     result is zero or denormal and inexact.

@@ -1,4 +1,5 @@
-"""CFloat formats as data (Tesla's CFloat whitepaper, see docs/numerics.md and specs/cfloat.md).
+"""CFloat formats as data (Tesla's CFloat whitepaper; docs/cfloat-spec.md states
+every rule the code implements, docs/numerics.md how to use it).
 
 A :class:`CFloatFormat` describes the bit layout only; the exponent bias is tensor metadata (an
 integer 0..63) passed next to the codes, so every finfo-style quantity takes the bias as argument.
@@ -12,25 +13,22 @@ Values of a format with ``E`` exponent bits, ``M`` mantissa bits and bias ``B``:
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from opendojo.errors import check_choice, check_int
+
 BIAS_MIN = 0
 BIAS_MAX = 63  # the bias is an unsigned 6-bit field in the paper
+BIASES = range(BIAS_MIN, BIAS_MAX + 1)  #: every legal bias, the one statement of the range
 
 
 def check_bias(bias: object, name: str = "bias") -> int:
-    """Return ``bias`` as a Python int after checking it is an integer in 0..63 (ValueError otherwise)."""
+    """Return ``bias`` as a Python int after checking it is an integer in 0..63 (a UsageError otherwise)."""
     if type(bias) is int and BIAS_MIN <= bias <= BIAS_MAX:  # the common case, without the ABC check
         return bias
-    if isinstance(bias, bool) or not isinstance(bias, numbers.Integral):
-        raise ValueError(f"{name} must be an integer in {BIAS_MIN}..{BIAS_MAX}, got {bias!r}")
-    b = int(bias)
-    if not BIAS_MIN <= b <= BIAS_MAX:
-        raise ValueError(f"{name} must be an integer in {BIAS_MIN}..{BIAS_MAX}, got {b}")
-    return b
+    return check_int(name, bias, low=BIAS_MIN, high=BIAS_MAX)
 
 
 @dataclass(frozen=True)
@@ -137,10 +135,6 @@ def get_format(fmt: str | CFloatFormat) -> CFloatFormat:
     """Look a format up by (case-insensitive) name, or pass a :class:`CFloatFormat` through."""
     if isinstance(fmt, CFloatFormat):
         return fmt
-    if fmt in FORMATS:
-        return FORMATS[fmt]
-    if isinstance(fmt, str):
-        key = fmt.strip().lower().replace("-", "_")
-        if key in FORMATS:
-            return FORMATS[key]
-    raise ValueError(f"fmt must be a CFloatFormat or one of {sorted(FORMATS)}, got {fmt!r}")
+    if isinstance(fmt, str) and fmt.strip().lower().replace("-", "_") in FORMATS:
+        return FORMATS[fmt.strip().lower().replace("-", "_")]
+    return FORMATS[check_choice("fmt", fmt, FORMATS)]  # raises: fmt names none of the formats

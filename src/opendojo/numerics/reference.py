@@ -1,7 +1,7 @@
 """The slow, exact scalar reference for CFloat (Python integers and fractions; no floating point maths).
 
 Every fast kernel (C, torch ops) is held to these functions by the tests. The semantics are those of
-specs/cfloat.md; in one place:
+docs/cfloat-spec.md; in one place:
 
 * ``a = |x|``; exponent ``k = floor(log2 a)``; biased exponent ``e = max(k + bias, 1)``;
   quantum ``ulp = 2**(e - bias - M)``; ``t = a / ulp``.
@@ -24,9 +24,8 @@ import math
 from fractions import Fraction
 
 from opendojo.numerics.formats import IEEE_FORMATS, CFloatFormat, check_bias, get_format
-from opendojo.numerics.stochastic import RANDOM_BITS, random_bits
-
-ROUNDINGS = ("nearest", "stochastic", "toward_zero")
+from opendojo.numerics.rounding import RoundMode, check_rounding
+from opendojo.numerics.stochastic import RANDOM_BITS
 
 
 def decode(code: int, fmt: CFloatFormat | str, bias: int) -> Fraction:
@@ -67,11 +66,41 @@ def _is_input_denormal(x: float | Fraction, input_format: str) -> bool:
     return abs(x) < IEEE_FORMATS[input_format].smallest_normal
 
 
+def _round_quotient(t: Fraction, rounding: RoundMode, random: int | None) -> int:
+    """``t`` (a value in units of the kept LSB) rounded to an integer by ``rounding``."""
+    fl = math.floor(t)
+    if rounding == RoundMode.TOWARD_ZERO:
+        return fl
+    if rounding == RoundMode.NEAREST:
+        rem = t - fl
+        return fl + (1 if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and fl % 2 == 1) else 0)
+    if random is None or not 0 <= random < 1 << RANDOM_BITS:
+        raise ValueError(f"random must be an int in [0, 2**{RANDOM_BITS}) for stochastic, got {random!r}")
+    return math.floor(t + Fraction(random, 1 << RANDOM_BITS))
+
+
+def _special(x: float | Fraction, fmt: CFloatFormat, flags: set[str]) -> int | None:
+    """The code of a NaN, an infinity, a zero or a negative input of an unsigned format; else None."""
+    max_mag = fmt.max_magnitude_code
+    if isinstance(x, float) and math.isnan(x):
+        flags.add("invalid")
+        return max_mag
+    negative = (x < 0) or (isinstance(x, float) and x == 0 and math.copysign(1.0, x) < 0)
+    if negative and not fmt.signed:
+        if x != 0:
+            flags.add("invalid")
+        return 0
+    sign = fmt.sign_mask if negative else 0
+    if isinstance(x, float) and math.isinf(x):
+        return sign | max_mag
+    return sign if x == 0 else None
+
+
 def encode(
     x: float | Fraction,
     fmt: CFloatFormat | str,
     bias: int,
-    rounding: str = "nearest",
+    rounding: RoundMode | str = RoundMode.NEAREST,
     random: int | None = None,
     input_format: str = "float64",
 ) -> tuple[int, set[str]]:
@@ -83,55 +112,26 @@ def encode(
     """
     fmt = get_format(fmt)
     bias = check_bias(bias)
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
-    flags: set[str] = set()
+    rounding = check_rounding(rounding)
+    flags: set[str] = {"denormal"} if _is_input_denormal(x, input_format) else set()
+    special = _special(x, fmt, flags)
+    if special is not None:
+        return special, flags
     M = fmt.mantissa_bits
-    max_mag = fmt.max_magnitude_code
-    if isinstance(x, float) and math.isnan(x):
-        return max_mag, {"invalid"}
-    if _is_input_denormal(x, input_format):
-        flags.add("denormal")
-    negative = (x < 0) or (isinstance(x, float) and x == 0 and math.copysign(1.0, x) < 0)
-    if negative and not fmt.signed:
-        if x != 0:
-            flags.add("invalid")
-        return 0, flags
-    sign = fmt.sign_mask if negative else 0
-    if isinstance(x, float) and math.isinf(x):
-        return sign | max_mag, flags
+    sign = fmt.sign_mask if x < 0 else 0
     a = abs(Fraction(x))
-    if a == 0:
-        return sign, flags
     e = max(_floor_log2(a) + bias, 1)
     t = a / Fraction(2) ** (e - bias - M)
-    fl = math.floor(t)
-    if rounding == "toward_zero":
-        q = fl
-    elif rounding == "nearest":
-        rem = t - fl
-        q = fl + (1 if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and fl % 2 == 1) else 0)
-    else:
-        if random is None or not 0 <= random < 1 << RANDOM_BITS:
-            raise ValueError(f"random must be an int in [0, 2**{RANDOM_BITS}) for stochastic, got {random!r}")
-        q = math.floor(t + Fraction(random, 1 << RANDOM_BITS))
-    mag = ((e - 1) << M) + q
-    if mag > max_mag:
+    mag = ((e - 1) << M) + _round_quotient(t, rounding, random)
+    if mag > fmt.max_magnitude_code:
         flags.add("overflow")
-        mag = max_mag
-    inexact = t != fl
+        mag = fmt.max_magnitude_code
     if mag < (1 << M):
-        if inexact:
+        if t != math.floor(t):
             flags.add("underflow")
         if mag != 0:
             flags.add("denormal")
     return sign | mag, flags
-
-
-def encode_stochastic(x: float | Fraction, fmt: CFloatFormat | str, bias: int, seed: int, index: int,
-                      input_format: str = "float64") -> tuple[int, set[str]]:
-    """Stochastic :func:`encode` of element ``index`` (flat, C order) of an array rounded with ``seed``."""
-    return encode(x, fmt, bias, "stochastic", random_bits(seed, index), input_format)
 
 
 def round_fp32(x: Fraction) -> float:

@@ -15,7 +15,7 @@ C (``_ckernel.c``) and in torch int64 ops (:func:`random_bits_torch`); tests hol
 
 from __future__ import annotations
 
-import numbers
+from opendojo.errors import UsageError, check_int
 
 RANDOM_BITS = 16
 _M32 = 0xFFFFFFFF
@@ -35,15 +35,10 @@ def _mix32(x: int) -> int:
 
 
 def check_seed(seed: object) -> int:
-    """Return ``seed`` as an int in [0, 2**64) or raise ValueError naming the argument."""
+    """Return ``seed`` as an int in [0, 2**64) or raise a UsageError naming the argument."""
     if seed is None:
-        raise ValueError("seed is required for rounding='stochastic' (an integer in [0, 2**64)), got None")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-    s = int(seed)
-    if not 0 <= s < 1 << 64:
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {s}")
-    return s
+        raise UsageError("seed: got None; allowed: an integer in 0..2**64 - 1 (stochastic rounding)")
+    return check_int("seed", seed, low=0, high=(1 << 64) - 1)
 
 
 def seed_keys(seed: int) -> tuple[int, int]:
