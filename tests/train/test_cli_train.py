@@ -12,7 +12,8 @@ def test_dojo_train_reports_a_bad_config_key_and_exits_2(tmp_path, capsys):
 
 def test_dojo_train_reports_a_missing_config_file(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "run")]) == 2
-    assert "nope.toml' does not exist" in capsys.readouterr().err
+    assert "dojo train: error: --config: got" in (err := capsys.readouterr().err)
+    assert "nope.toml'; allowed: a TOML file (it does not exist)" in err
 
 
 def test_dojo_train_runs_and_prints_the_final_metrics(tmp_path, capsys, tiny_overrides):

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from opendojo.errors import UsageError
 from opendojo.train import (
     CheckpointError,
     NonFiniteLossError,
@@ -78,14 +79,14 @@ def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpo
 
 def test_a_missing_dataset_is_named(tmp_path, tiny_overrides):
     config = load_config(None, [*tiny_overrides, f'data.source="{tmp_path / "nope"}"'])
-    with pytest.raises(FileNotFoundError, match=r"data.source: dataset '.*nope' does not exist"):
+    with pytest.raises(UsageError, match=r"data.source: dataset '.*nope' does not exist"):
         train(config, tmp_path / "run", progress=False)
 
 
 def test_an_empty_dataset_folder_is_named(tmp_path, tiny_overrides):
     (tmp_path / "empty").mkdir()
     config = load_config(None, [*tiny_overrides, f'data.source="{tmp_path / "empty"}"'])
-    with pytest.raises(FileNotFoundError, match=r"dataset '.*empty' has no index/ folder"):
+    with pytest.raises(UsageError, match=r"data.source: dataset '.*empty' has no index/ folder"):
         train(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 

@@ -16,7 +16,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistContext", "all_reduce_sum", "init_distributed", "launch_torchrun", "wrap_model"]
+__all__ = [
+    "DistContext",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
+    "gather_objects",
+    "init_distributed",
+    "launch_torchrun",
+    "wrap_model",
+]
 
 
 @dataclass(frozen=True)
@@ -135,3 +144,12 @@ def gather_objects(obj: object, ctx: DistContext) -> list:
     out: list = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_object(obj: object, ctx: DistContext) -> object:
+    """Rank 0's ``obj`` on every rank (a collective: every rank waits for rank 0)."""
+    if not ctx.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
