@@ -65,7 +65,8 @@ def check_float(
 ) -> float:
     """``value`` as a finite float within ``[low, high]`` and ``> above`` (each optional); ints pass, bools
     and NaN/Inf are refused."""
-    allowed = "a finite number" + _range_text(low, high) + (f" > {above}" if above is not None else "")
+    allowed = "a finite number" + (f" > {above} and" if above is not None else "") + _range_text(low, high)
+    allowed = allowed.removesuffix(" and")
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise UsageError(f"{argument}: got {_show(value)}; allowed: {allowed}")
     value = float(value)

@@ -196,12 +196,12 @@ def _write_files(
     tmp: Path, step: int, signature: dict, model_state: dict, tensors: dict, trainer_json: dict
 ) -> None:
     """The four files of a checkpoint in ``tmp``, each fsynced; the manifest (with the hashes) last."""
-    save_file(
+    _save_tensors(
         {k: _cpu(v) for k, v in model_state.items()},
         tmp / "model.safetensors",
-        metadata={"format": FORMAT, "signature": json.dumps(signature, sort_keys=True)},
+        {"format": FORMAT, "signature": json.dumps(signature, sort_keys=True)},
     )
-    save_file(tensors, tmp / "trainer.safetensors", metadata={"format": FORMAT})
+    _save_tensors(tensors, tmp / "trainer.safetensors", {"format": FORMAT})
     (tmp / "trainer.json").write_text(json.dumps(trainer_json, indent=1, sort_keys=True))
     manifest = {
         "format": FORMAT,
@@ -212,6 +212,17 @@ def _write_files(
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     for name in (*_FILES, "manifest.json"):
         fsync_path(tmp / name)
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    try:
+        save_file(tensors, path, metadata=metadata)
+    except SafetensorError as e:
+        # safetensors reports a failed write (a full disk) as text: give it back its errno, as an OSError.
+        if found := re.search(r"os error (\d+)", str(e)):
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code)) from e
+        raise
 
 
 def _move_into_place(root: Path, tmp: Path, final: Path) -> None:

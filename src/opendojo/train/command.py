@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
-from opendojo.errors import EXIT_OK, check_int, run_command
+from opendojo.errors import EXIT_FAILURE, EXIT_OK, check_int, run_command
 from opendojo.train.config import PRECISIONS
 
 __all__ = ["add_train_arguments", "main", "run_train"]
+
+_PEER_GRACE_S = 2.0
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,12 +75,18 @@ def run_train(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from opendojo.train.config import load_config
+    from opendojo.train.distributed import PeerFailure
     from opendojo.train.loop import train
 
     try:
         config = load_config(args.config, _overrides(args))
         result = train(config, args.out, resume=args.resume or bool(args.checkpoint),
                        checkpoint=args.checkpoint, progress=not args.no_progress)
+    except PeerFailure:
+        # Rank 0 failed and reports why (one line is enough). Let it exit first: torchrun stops the other
+        # ranks as soon as one exits, and returns the exit status of the first to fail.
+        time.sleep(_PEER_GRACE_S)
+        return EXIT_FAILURE
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -92,7 +92,8 @@ class TrainConfig:
 
     steps: int = field(default=300, metadata=_ints(low=1))
     batch_size: int = field(default=8, metadata=_ints(low=1))
-    lr: float = field(default=2e-3, metadata=_floats(above=0.0))
+    # AdamW's first step is lr / (1 - beta1); with beta1 up to 0.999999 it must still fit a float32 (3.4e38).
+    lr: float = field(default=2e-3, metadata=_floats(above=0.0, high=1e30))
     min_lr: float = field(default=1e-4, metadata=_floats(low=0.0))
     warmup_steps: int = field(default=20, metadata=_ints(low=0))
     weight_decay: float = field(default=0.05, metadata=_floats(low=0.0))

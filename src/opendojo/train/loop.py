@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from opendojo.train import distributed as D
 from opendojo.train.batches import BatchStream
 from opendojo.train.config import Config, config_to_dict
 from opendojo.train.durable import naming_path, write_durable
@@ -200,11 +201,7 @@ def train(
     finished = _finished_result(out_dir, run.start, config.train.steps)
     if finished is not None:  # resumed a run that had already ended: nothing to do, nothing rewritten
         return finished
-    if run.ctx.is_main:
-        with naming_path(out_dir):
-            out_dir.mkdir(parents=True, exist_ok=True)
-        write_durable(out_dir / "config.json", json.dumps(config_to_dict(config), indent=1))
-    metrics_log = MetricsLog(out_dir / "metrics.jsonl", run.ctx.is_main, run.start if run.previous else None)
+    metrics_log = _open_run_folder(run, config, out_dir)
     clock = _Clock()
     desc = f"train {config.model.preset} {config.train.precision}"
     with tqdm(
@@ -222,6 +219,19 @@ def train(
     if run.ctx.is_main:
         _write_summary(result)
     return result
+
+
+def _open_run_folder(run: RunParts, config: Config, out_dir: Path) -> MetricsLog:
+    """Create the run folder, its config.json and its metrics log (rank 0; the others get a log that
+    writes nothing). A failure here (a path under a file, a full disk) stops every rank."""
+
+    def prepare() -> MetricsLog:
+        with naming_path(out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+        write_durable(out_dir / "config.json", json.dumps(config_to_dict(config), indent=1))
+        return MetricsLog(out_dir / "metrics.jsonl", True, run.start if run.previous else None)
+
+    return D.on_main(prepare, run.ctx) or MetricsLog(out_dir / "metrics.jsonl", False, None)
 
 
 def _result(run: RunParts, config: Config, out_dir: Path, done: _Progress, clock: _Clock) -> RunResult:

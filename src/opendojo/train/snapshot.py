@@ -68,39 +68,28 @@ def save_run_state(
     model_state, optim_state = _full_state(model, optimizer)  # collective under FSDP: all ranks call it
     rng = D.gather_objects(_rng_state(ctx.device), ctx)
     data_states = D.gather_objects(stream.state_dict(), ctx)
-    error: BaseException | None = None
-    if ctx.is_main:
-        try:
-            bad = non_finite_tensors(model_state) + non_finite_tensors(optim_state["state"])
-            if bad:
-                raise NonFiniteLossError(
-                    f"the state after step {step} holds NaN/Inf ({', '.join(bad[:3])}); not checkpointed",
-                    what="state",
-                    step=step,
-                )
-            trainer_state = {
-                "data": data_states,
-                "world_size": ctx.world_size,
-                "config": config_to_dict(config),
-                **extra,
-            }
-            save_checkpoint(
-                root,
-                step,
-                model_state=model_state,
-                optimizer_state=optim_state,
-                rng_states=rng,
-                signature=signature,
-                keep=config.train.keep_checkpoints,
-                trainer_state=trainer_state,
+
+    def write() -> None:
+        bad = non_finite_tensors(model_state) + non_finite_tensors(optim_state["state"])
+        if bad:
+            raise NonFiniteLossError(
+                f"the state after step {step} holds NaN/Inf ({', '.join(bad[:3])}); not checkpointed",
+                what="state",
+                step=step,
             )
-        except Exception as e:  # shared below, then raised on rank 0 as it is
-            error = e
-    failure = D.broadcast_object(None if error is None else str(error), ctx)  # also the barrier
-    if error is not None:
-        raise error
-    if failure is not None:
-        raise RuntimeError(f"rank 0 could not write checkpoint step {step}: {failure}")
+        trainer_state = {"data": data_states, "world_size": ctx.world_size, "config": config_to_dict(config)}
+        save_checkpoint(
+            root,
+            step,
+            model_state=model_state,
+            optimizer_state=optim_state,
+            rng_states=rng,
+            signature=signature,
+            keep=config.train.keep_checkpoints,
+            trainer_state=trainer_state | extra,
+        )
+
+    D.on_main(write, ctx)  # also the barrier: no rank goes on before the checkpoint is in place
     return root / f"step_{step:08d}"
 
 
