@@ -23,27 +23,11 @@ from opendojo.models import FSDNet
 from opendojo.train import NonFiniteLossError, load_checkpoint, load_config, read_metrics, train
 from opendojo.train.checkpoint import NonFiniteStateError, list_checkpoints, save_checkpoint
 
-# The trainer tests' tiny synthetic data (tests/train/conftest.py): one dataset per session, shared.
-TINY = [
-    "data.synthetic_clips=6",
-    "data.synthetic_frames=16",
-    "data.cameras=2",
-    "data.image_size=32",
-    "data.frames_per_clip=4",
-    "train.batch_size=4",
-    "train.warmup_steps=2",
-    "train.log_every=1",
-    "train.eval_batches=1",
-    "train.eval_every=0",
-    "train.threads=1",
-]
-
 
 @pytest.fixture
-def tiny(tmp_path_factory):
-    base = tmp_path_factory.getbasetemp()
-    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "opendojo-train-data"
-    return [*TINY, f'data.cache_dir="{cache}"']
+def tiny(tiny_overrides):
+    """The trainer tests' tiny synthetic data (tests/conftest.py), without periodic evaluation."""
+    return [*tiny_overrides, "train.eval_every=0"]
 
 
 @pytest.fixture
