@@ -14,10 +14,10 @@ from opendojo.cli import main
 from opendojo.errors import EXIT_FAILURE, EXIT_USAGE, run_command
 
 
-def _dojo(*argv, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "opendojo.cli", *argv], capture_output=True, text=True, timeout=300, **kwargs
-    )
+def _dojo(*argv, prefix=()):
+    """``dojo ARGV`` in a fresh process (started through ``prefix``, e.g. setpriv)."""
+    cmd = [*prefix, sys.executable, "-m", "opendojo.cli", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
@@ -162,18 +162,7 @@ def test_an_unreadable_config_is_one_line_naming_the_path_and_exit_1(tmp_path):
     config = tmp_path / "secret.toml"
     config.write_text("[train]\nsteps = 3\n")
     config.chmod(0o000)
-    cmd = [
-        *_AS_USER,
-        sys.executable,
-        "-m",
-        "opendojo.cli",
-        "train",
-        "--config",
-        str(config),
-        "--out",
-        str(tmp_path / "run"),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = _dojo("train", "--config", str(config), "--out", str(tmp_path / "run"), prefix=_AS_USER)
     assert out.returncode == EXIT_FAILURE, out.stderr
     assert out.stderr.splitlines() == [
         f"dojo train: error: Permission denied (EACCES): '{config}' (--debug shows the traceback)"
