@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from opendojo.errors import EXIT_FAILURE, EXIT_OK, check_int, run_command
+from opendojo.errors import EXIT_FAILURE, EXIT_OK, check_int, printable, run_command
 from opendojo.train.config import PRECISIONS
 
 __all__ = ["add_train_arguments", "main", "run_train"]
@@ -97,7 +97,7 @@ def run_train(args: argparse.Namespace) -> int:
               f"loss {result.final_loss:.4f}; occupancy IoU {m.get('occupancy_iou', float('nan')):.3f}, "
               f"ADE {m.get('ade_m', float('nan')):.2f} m, FDE {m.get('fde_m', float('nan')):.2f} m, "
               f"speed MAE {m.get('speed_mae_mps', float('nan')):.2f} m/s")
-        print(f"run folder: {result.out_dir}  (metrics.jsonl, checkpoints/, plots/)")
+        print(f"run folder: {printable(result.out_dir)}  (metrics.jsonl, checkpoints/, plots/)")
     return EXIT_OK
 
 
