@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -31,8 +30,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from opendojo.models import fsd_net
+from opendojo.train.config import PRECISIONS
+from opendojo.train.metrics import read_metrics
 
-PRECISIONS = ("fp32", "bf16", "dojo", "dojo_lean")
 # Per preset: the data (synthetic, small enough to generate quickly), the global batch and steps.
 SETUPS = {
     "tiny": {
@@ -124,9 +124,9 @@ def run(preset: str, precision: str, nproc: int, workers: int, steps: int, cache
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or ["failed"]
-        errors = [line for line in lines if "Error" in line]  # torchrun ends with a banner, not the cause
+        errors = [line for line in lines if "error" in line.lower()]  # torchrun logs after the cause
         return {"error": (errors or lines)[-1][:200]}
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = read_metrics(out / "metrics.jsonl")
     windows = [r for r in records if r["kind"] == "train"][1:] or [r for r in records if r["kind"] == "train"]
     return {
         "samples_per_s": statistics.median(r["samples_per_s"] for r in windows),

@@ -7,10 +7,10 @@ Each pillar registers its subcommands in its own ``_add_*`` function below, so t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from opendojo import __version__
+from opendojo.errors import EXIT_USAGE, run_command
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -173,75 +173,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 # --- train ----------------------------------------------------------------------------------
-def _train_overrides(args: argparse.Namespace) -> list[str]:
-    overrides = list(args.set or [])
-    if args.steps is not None:
-        overrides.append(f"train.steps={args.steps}")
-    if args.checkpoint_every is not None:
-        overrides.append(f"train.checkpoint_every={args.checkpoint_every}")
-    if args.precision is not None:
-        overrides.append(f"train.precision={args.precision}")
-    if args.fsdp:
-        overrides.append("train.fsdp=true")
-    return overrides
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    import os
-
-    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        # Not yet under torchrun: start it, with the same arguments minus --nproc, on this machine.
-        from opendojo.train.distributed import launch_torchrun
-
-        argv = ["--config", args.config, "--out", args.out] + ["--set=" + o for o in _train_overrides(args)]
-        argv += ["--resume"] if args.resume else []
-        argv += ["--no-progress"] if args.no_progress else []
-        return launch_torchrun(args.nproc, argv, max_restarts=args.max_restarts)
-    import torch.distributed as dist
-
-    from opendojo.train import NonFiniteLossError, load_config, train
-
-    try:
-        config = load_config(args.config, _train_overrides(args))
-        result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
-    except NonFiniteLossError as e:
-        print(f"dojo train: stopped: {e}", file=sys.stderr)
-        return 3
-    except (ValueError, FileNotFoundError) as e:
-        print(f"dojo train: error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
-        m = result.final_metrics
-        print(f"done: {result.steps} steps in {result.wall_s:.1f} s ({result.cpu_s:.0f} s CPU), "
-              f"{result.samples_per_s:.1f} samples/s; "
-              f"loss {result.final_loss:.4f}; occupancy IoU {m.get('occupancy_iou', float('nan')):.3f}, "
-              f"ADE {m.get('ade_m', float('nan')):.2f} m, FDE {m.get('fde_m', float('nan')):.2f} m, "
-              f"speed MAE {m.get('speed_mae_mps', float('nan')):.2f} m/s")
-        print(f"run folder: {result.out_dir}  (metrics.jsonl, checkpoints/, plots/)")
-    return 0
-
-
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from opendojo.train.command import add_train_arguments, run_train
+
     p = sub.add_parser("train", help="train the FSD-style video network (see docs/training.md)")
-    p.add_argument("--config", required=True, help="training config, TOML (e.g. configs/tiny.toml)")
-    p.add_argument("--out", required=True, help="run folder: metrics.jsonl, checkpoints/, plots/")
-    p.add_argument("--steps", type=int, help="override train.steps")
-    p.add_argument("--checkpoint-every", type=int, help="override train.checkpoint_every (steps)")
-    p.add_argument("--set", action="append", metavar="TABLE.KEY=VALUE",
-                   help="override a config key (repeatable)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "dojo", "dojo_lean"),
-                   help="override train.precision")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--nproc", type=int, default=1, help="processes on this machine (starts torchrun)")
-    p.add_argument("--max-restarts", type=int, default=0,
-                   help="torchrun restarts after a failed rank (with --nproc)")
-    p.add_argument("--fsdp", action="store_true",
-                   help="shard parameters with FSDP2 (needs >1 process or torchrun)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train)
+    add_train_arguments(p)
+    p.set_defaults(func=run_train)
 
 
 # --- hw + simulate --------------------------------------------------------------------------
@@ -433,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dojo", description="OpenDojo: Tesla's Dojo training system in software."
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("version", help="print the OpenDojo version")
     p.set_defaults(func=_cmd_version)
@@ -442,17 +380,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``dojo ARGV``. A caller's mistake ends as one line and exit 2 (``UsageError`` and every other
+    ValueError), a run-time failure (I/O, DuckDB, divergence) as one line and exit 1; ``--debug`` adds the
+    traceback."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted after the subcommand too: `dojo train ... --debug`
+    args = parser.parse_args([a for a in argv if a != "--debug"])
     if not hasattr(args, "func"):
         parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except BrokenPipeError:
-        # `dojo ... | head` closed the pipe: stop quietly, as Unix tools do, instead of a traceback.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return EXIT_USAGE
+    prog = " ".join(["dojo", *([args.command] if args.command else [])])
+    return run_command(prog, lambda: args.func(args), debug=debug)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from opendojo.errors import UsageError
 from opendojo.train.config import Config, config_from_dict, config_to_dict, load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -38,29 +39,43 @@ def test_config_is_frozen():
     [
         ("train.stepz=3", r"unknown config key\(s\) train.stepz; allowed in \[train\]: steps, batch_size"),
         ("optim.lr=3", r"unknown config table\(s\) \['optim'\]; allowed tables: model, data, train, loss"),
-        ("train.steps=1.5", r"config key train.steps: expected int, got 1.5"),
-        ("train.steps=true", r"config key train.steps: expected int, got True"),
-        ("train.fsdp=1", r"config key train.fsdp: expected bool \(true/false\), got 1"),
+        ("train.steps=1.5", r"config key train.steps: got 1.5; allowed: an integer ≥ 1"),
+        ("train.steps=true", r"config key train.steps: got True; allowed: an integer ≥ 1"),
+        ("train.fsdp=1", r"config key train.fsdp: got 1; allowed: true or false"),
         (
             "train.precision=fp16",
-            r"config key train.precision: 'fp16' is not allowed; allowed: fp32, bf16, dojo, "
-            r"dojo_lean",
+            r"train.precision: got 'fp16'; allowed: fp32, bf16, dojo, dojo_lean",
         ),
-        ("model.preset=huge", r"config key model.preset: 'huge' is not allowed; allowed: tiny, base, large"),
-        ("train.steps=0", r"config key train.steps: 0 is not allowed; must be >= 1"),
-        ("train.lr=0", r"config key train.lr: 0.0 is not allowed; must be > 0.0"),
-        ("train.lr=nan", r"config key train.lr: must be a finite float, got nan"),
-        ("train.min_lr=1.0", r"config key train.min_lr=1.0 must be <= train.lr"),
-        ("trainsteps=3", r"override key 'trainsteps' must be table.key"),
+        ("model.preset=huge", r"config key model.preset: got 'huge'; allowed: tiny, base, large"),
+        ("train.steps=0", r"config key train.steps: got 0; allowed: an integer ≥ 1"),
+        ("train.lr=0", r"config key train.lr: got 0.0; allowed: a finite number > 0.0"),
+        ("train.lr=nan", r"config key train.lr: got nan; allowed: a finite number > 0.0"),
+        ("train.beta1=1.0", r"config key train.beta1: got 1.0; allowed: a finite number in 0.0..0.999999"),
+        ("train.min_lr=1.0", r"config key train.min_lr: got 1.0; allowed: at most train.lr=0.002"),
+        ("train.seed=-1", r"config key train.seed: got -1; allowed: an integer in 0..9223372036854775807"),
+        (
+            "train.seed=9223372036854775808",
+            r"train.seed: got 9223372036854775808; allowed: an integer in",
+        ),
+        ("data.seed=-1", r"config key data.seed: got -1; allowed: an integer in 0\.\."),
+        ("trainsteps=3", r"--set: got key 'trainsteps'; allowed: table.key"),
+        ("train.steps", r"--set: got 'train.steps'; allowed: table.key=value"),
     ],
 )
 def test_bad_config_values_name_the_key_and_what_is_allowed(override, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UsageError, match=message):
         load_config(None, [override])
 
 
+def test_the_preset_names_are_the_models_presets():
+    from opendojo.models import PRESETS
+
+    for name in PRESETS:
+        assert load_config(None, [f"model.preset={name}"]).model.preset == name
+
+
 def test_bad_files_are_reported_with_their_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config file .*nope.toml' does not exist"):
+    with pytest.raises(UsageError, match="--config: got .*nope.toml'; allowed: a TOML file"):
         load_config(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[train\nsteps = 3\n")

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from opendojo.errors import UsageError
 from opendojo.train import (
     CheckpointError,
     NonFiniteLossError,
@@ -53,14 +54,14 @@ def test_load_model_predicts_every_head_for_a_batch_of_clips(tmp_path, tiny_over
 
 
 def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_overrides):
-    # A learning rate of 1e36 sends the weights to ~1e36 after one step; the next forward overflows.
+    # A learning rate of 1e30 sends the weights to ~1e31 after one step; the next forward overflows.
     config = load_config(
         None,
         [
             *tiny_overrides,
             "train.steps=6",
             "train.checkpoint_every=1",
-            "train.lr=1e36",
+            "train.lr=1e30",
             "train.warmup_steps=0",
             "train.grad_clip=0.0",
         ],
@@ -78,14 +79,14 @@ def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpo
 
 def test_a_missing_dataset_is_named(tmp_path, tiny_overrides):
     config = load_config(None, [*tiny_overrides, f'data.source="{tmp_path / "nope"}"'])
-    with pytest.raises(FileNotFoundError, match=r"data.source: dataset '.*nope' does not exist"):
+    with pytest.raises(UsageError, match=r"data.source: dataset '.*nope' does not exist"):
         train(config, tmp_path / "run", progress=False)
 
 
 def test_an_empty_dataset_folder_is_named(tmp_path, tiny_overrides):
     (tmp_path / "empty").mkdir()
     config = load_config(None, [*tiny_overrides, f'data.source="{tmp_path / "empty"}"'])
-    with pytest.raises(FileNotFoundError, match=r"dataset '.*empty' has no index/ folder"):
+    with pytest.raises(UsageError, match=r"data.source: dataset '.*empty' has no index/ folder"):
         train(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 

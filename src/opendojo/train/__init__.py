@@ -5,27 +5,37 @@
     model = load_model("runs/first")
 
 The run-folder layout (metrics.jsonl, checkpoints/, plots/, result.json) is in docs/training.md.
+The names below are imported on first use, so ``opendojo.train.config`` and the ``dojo`` parser load
+without torch.
 """
 
-from opendojo.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from opendojo.train.config import Config, config_from_dict, config_to_dict, load_config
-from opendojo.train.inference import load_model, predict
-from opendojo.train.loop import NonFiniteLossError, RunResult, train
-from opendojo.train.plots import plot_run, read_metrics
+import importlib
 
-__all__ = [
-    "CheckpointError",
-    "Config",
-    "NonFiniteLossError",
-    "RunResult",
-    "config_from_dict",
-    "config_to_dict",
-    "latest_checkpoint",
-    "load_checkpoint",
-    "load_config",
-    "load_model",
-    "plot_run",
-    "predict",
-    "read_metrics",
-    "train",
-]
+_EXPORTS = {
+    "CheckpointError": "checkpoint",
+    "latest_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "Config": "config",
+    "config_from_dict": "config",
+    "config_to_dict": "config",
+    "load_config": "config",
+    "load_model": "inference",
+    "predict": "inference",
+    "NonFiniteLossError": "loop",
+    "RunResult": "loop",
+    "train": "loop",
+    "read_metrics": "metrics",
+    "plot_run": "plots",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'opendojo.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"opendojo.train.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from opendojo.errors import UsageError
 from opendojo.train.config import DataConfig
 from opendojo.train.objectives import TARGETS
 
@@ -94,7 +95,7 @@ def _dataset_path(data: DataConfig) -> Path:
         )
     path = Path(data.source).expanduser()
     if not path.exists():
-        raise FileNotFoundError(
+        raise UsageError(
             f"config key data.source: dataset {str(path)!r} does not exist (allowed: "
             f"'synthetic' or the folder of a dataset made by `dojo data ingest`)"
         )
@@ -105,8 +106,8 @@ def open_datasets(data: DataConfig, rank: int, world_size: int, batch_size: int)
     """Open (generating first, for ``source = "synthetic"``) the train and eval splits for this rank.
 
     ``batch_size`` is the per-rank batch: the data engine deals samples to ranks in runs of that size so
-    that a global batch is the same set of clips for any number of ranks. Raises ``FileNotFoundError``
-    for a missing dataset and ``ValueError`` for an empty or unsuitable one (both name the path).
+    that a global batch is the same set of clips for any number of ranks. Raises ``UsageError`` (naming
+    ``data.source`` and the path) for a missing, empty or unsuitable dataset.
     """
     from opendojo.data import ClipDataset
     from opendojo.data.labels import TRAJECTORY_DT_S
@@ -127,8 +128,10 @@ def open_datasets(data: DataConfig, rank: int, world_size: int, batch_size: int)
         cameras = train.cameras[: data.cameras]
         train = ClipDataset(path, cameras=cameras, shuffle=True, split="train", **common)
         evaluation = ClipDataset(path, cameras=cameras, shuffle=False, split="eval", **common)
+    except FileNotFoundError as e:  # not a dataset: no index, no shards
+        raise UsageError(f"config key data.source: {e}") from None
     except ValueError as e:
-        raise ValueError(f"dataset {str(path)!r} cannot be used: {e}") from None
+        raise UsageError(f"config key data.source: dataset {str(path)!r} cannot be used: {e}") from None
     if len(train) < batch_size:
         raise ValueError(
             f"dataset {str(path)!r} gives this rank {len(train)} training clips per epoch, fewer "

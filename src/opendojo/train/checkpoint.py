@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,14 +31,22 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from opendojo.train.durable import fsync_path, naming_path
+
 __all__ = [
     "CheckpointError",
+    "DamagedCheckpointError",
     "LoadedCheckpoint",
+    "NonFiniteStateError",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
+    "load_resumable",
+    "non_finite_tensors",
     "save_checkpoint",
 ]
+
+log = logging.getLogger(__name__)
 
 FORMAT = "opendojo-checkpoint/1"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -46,6 +55,14 @@ _FILES = ("model.safetensors", "trainer.safetensors", "trainer.json")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: corrupt, incomplete, or from another model."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint whose files are missing, corrupt or hold NaN/Inf: an older one may still be good."""
+
+
+class NonFiniteStateError(RuntimeError):
+    """Refused to checkpoint a model or optimizer state holding NaN or Inf."""
 
 
 @dataclass
@@ -68,17 +85,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _cpu(t: torch.Tensor) -> torch.Tensor:
     # safetensors wants contiguous tensors that share no storage; clone to guarantee both.
     return t.detach().to("cpu").contiguous().clone()
+
+
+def non_finite_tensors(tensors: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``tensors`` (nested dicts allowed) holding NaN or Inf."""
+    bad = []
+    for name, value in tensors.items():
+        if isinstance(value, dict):
+            bad += [f"{name}/{inner}" for inner in non_finite_tensors(value)]
+        elif isinstance(value, torch.Tensor) and value.is_floating_point() and not value.isfinite().all():
+            bad.append(str(name))
+    return bad
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -106,13 +126,16 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": groups}
 
 
+def _step_of(path: Path) -> int:
+    return int(_STEP_DIR.match(path.name).group(1))
+
+
 def list_checkpoints(root: str | Path) -> list[Path]:
     """Complete checkpoint folders under ``root`` (``step_NNNNNNNN``), oldest first."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
-    return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
+    return sorted((p for p in root.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)), key=_step_of)
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
@@ -132,34 +155,54 @@ def save_checkpoint(
     signature: dict[str, Any],
     keep: int,
 ) -> Path:
-    """Write ``root/step_<step>`` atomically, then delete all but the newest ``keep`` checkpoints.
+    """Write ``root/step_<step>`` atomically, then delete the checkpoints of later steps (a timeline this
+    run abandoned by resuming from an earlier one) and all but the newest ``keep``.
 
     ``optimizer_state`` is a full optimizer state dict keyed by parameter name (as
     ``torch.distributed.checkpoint.state_dict.get_state_dict`` returns it); ``rng_states`` holds one
-    dict of RNG-state tensors per rank; ``signature`` identifies the model (checked on load).
+    dict of RNG-state tensors per rank; ``signature`` identifies the model (checked on load). Raises
+    :class:`NonFiniteStateError` (writing nothing) if a weight or optimizer tensor holds NaN or Inf, and
+    ``OSError`` naming the folder if the disk fails; a failed write leaves no temporary folder.
     """
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
+    bad = non_finite_tensors(model_state) + non_finite_tensors(optimizer_state["state"])
+    if bad:
+        raise NonFiniteStateError(f"refusing to checkpoint step {step}: NaN/Inf in {', '.join(bad[:5])}")
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    for pattern in (".tmp-step_*", ".del-step_*", ".old-step_*"):  # left by a killed writer
-        for stale in root.glob(pattern):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    tmp.mkdir()
-    tensors, optim_meta = _flatten_optimizer(optimizer_state)
-    for rank, states in enumerate(rng_states):
-        tensors.update({f"rng/{rank}/{name}": _cpu(t) for name, t in states.items()})
-    save_file(
+    with naming_path(final):
+        root.mkdir(parents=True, exist_ok=True)
+        for pattern in (".tmp-step_*", ".del-step_*", ".old-step_*"):  # left by a killed writer
+            for stale in root.glob(pattern):
+                shutil.rmtree(stale, ignore_errors=True)
+        tensors, optim_meta = _flatten_optimizer(optimizer_state)
+        for rank, states in enumerate(rng_states):
+            tensors.update({f"rng/{rank}/{name}": _cpu(t) for name, t in states.items()})
+        trainer_json = {"step": step, "optimizer": optim_meta, **trainer_state}
+        tmp = root / f".tmp-{final.name}-{os.getpid()}"
+        tmp.mkdir()
+        try:
+            _write_files(tmp, step, signature, model_state, tensors, trainer_json)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _move_into_place(root, tmp, final)
+        _prune(root, step, keep)
+    return final
+
+
+def _write_files(
+    tmp: Path, step: int, signature: dict, model_state: dict, tensors: dict, trainer_json: dict
+) -> None:
+    """The four files of a checkpoint in ``tmp``, each fsynced; the manifest (with the hashes) last."""
+    _save_tensors(
         {k: _cpu(v) for k, v in model_state.items()},
         tmp / "model.safetensors",
-        metadata={"format": FORMAT, "signature": json.dumps(signature, sort_keys=True)},
+        {"format": FORMAT, "signature": json.dumps(signature, sort_keys=True)},
     )
-    save_file(tensors, tmp / "trainer.safetensors", metadata={"format": FORMAT})
-    (tmp / "trainer.json").write_text(
-        json.dumps({"step": step, "optimizer": optim_meta, **trainer_state}, indent=1, sort_keys=True)
-    )
+    _save_tensors(tensors, tmp / "trainer.safetensors", {"format": FORMAT})
+    (tmp / "trainer.json").write_text(json.dumps(trainer_json, indent=1, sort_keys=True))
     manifest = {
         "format": FORMAT,
         "step": step,
@@ -168,7 +211,21 @@ def save_checkpoint(
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     for name in (*_FILES, "manifest.json"):
-        _fsync(tmp / name)
+        fsync_path(tmp / name)
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    try:
+        save_file(tensors, path, metadata=metadata)
+    except SafetensorError as e:
+        # safetensors reports a failed write (a full disk) as text: give it back its errno, as an OSError.
+        if found := re.search(r"os error (\d+)", str(e)):
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code)) from e
+        raise
+
+
+def _move_into_place(root: Path, tmp: Path, final: Path) -> None:
     if final.exists():  # a re-run of a step after resume: swap the old folder out, never leave none
         old = root / f".old-{final.name}-{os.getpid()}"
         os.rename(final, old)
@@ -176,28 +233,35 @@ def save_checkpoint(
         shutil.rmtree(old)
     else:
         os.rename(tmp, final)
-    _fsync(root)
-    for stale in list_checkpoints(root)[:-keep]:
+    fsync_path(root)
+
+
+def _prune(root: Path, step: int, keep: int) -> None:
+    found = list_checkpoints(root)
+    later = [p for p in found if _step_of(p) > step]
+    older = [p for p in found if _step_of(p) <= step]
+    for stale in later + older[:-keep]:
         # Rename first: a writer killed while deleting leaves a hidden folder, never half a checkpoint.
         doomed = root / f".del-{stale.name}-{os.getpid()}"
         os.rename(stale, doomed)
         shutil.rmtree(doomed)
-    return final
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise CheckpointError(
+        raise DamagedCheckpointError(
             f"checkpoint {str(path.parent)!r} is incomplete: {what} {path.name} is missing"
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(
+        raise DamagedCheckpointError(
             f"checkpoint {str(path.parent)!r} is corrupt: {path.name} is not JSON ({e})"
         ) from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"checkpoint {str(path.parent)!r} is corrupt: {path.name} is not a JSON object")
+        raise DamagedCheckpointError(
+            f"checkpoint {str(path.parent)!r} is corrupt: {path.name} is not a JSON object"
+        )
     return data
 
 
@@ -211,13 +275,8 @@ def _describe(signature: dict[str, Any], other: dict[str, Any]) -> str:
     return "; ".join(diffs)
 
 
-def load_checkpoint(path: str | Path, signature: dict[str, Any] | None = None) -> LoadedCheckpoint:
-    """Load and verify a checkpoint folder. With ``signature``, refuse one written for another model.
-
-    Raises :class:`CheckpointError` naming the folder and the problem (missing file, hash mismatch,
-    unreadable safetensors, signature mismatch). Uses only JSON and safetensors: nothing is unpickled.
-    """
-    path = Path(path)
+def _verify(path: Path, signature: dict[str, Any] | None) -> None:
+    """Check the manifest, every file's hash and the signature, reading no tensor."""
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a folder")
     manifest = _read_json(path / "manifest.json", "manifest")
@@ -228,9 +287,9 @@ def load_checkpoint(path: str | Path, signature: dict[str, Any] | None = None) -
     for name in _FILES:
         file = path / name
         if not file.is_file():
-            raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: {name} is missing")
+            raise DamagedCheckpointError(f"checkpoint {str(path)!r} is incomplete: {name} is missing")
         if _sha256(file) != manifest.get("sha256", {}).get(name):
-            raise CheckpointError(
+            raise DamagedCheckpointError(
                 f"checkpoint {str(path)!r} is corrupt: {name} does not match its SHA-256 in manifest.json"
             )
     if signature is not None and manifest.get("signature") != signature:
@@ -238,11 +297,25 @@ def load_checkpoint(path: str | Path, signature: dict[str, Any] | None = None) -
             f"checkpoint {str(path)!r} was written for another model or recipe "
             f"({_describe(signature, manifest.get('signature') or {})})"
         )
+
+
+def load_checkpoint(path: str | Path, signature: dict[str, Any] | None = None) -> LoadedCheckpoint:
+    """Load and verify a checkpoint folder. With ``signature``, refuse one written for another model.
+
+    Raises :class:`CheckpointError` naming the folder and the problem: :class:`DamagedCheckpointError` for
+    a missing file, a hash mismatch, unreadable safetensors or NaN/Inf values; the base class for a
+    signature mismatch or no such folder. Uses only JSON and safetensors: nothing is unpickled.
+    """
+    path = Path(path)
+    _verify(path, signature)
     try:
         model_state = load_file(path / "model.safetensors")
         tensors = load_file(path / "trainer.safetensors")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {e}") from None
+    except (SafetensorError, ValueError) as e:
+        raise DamagedCheckpointError(f"checkpoint {str(path)!r} is corrupt: {e}") from None
+    bad = non_finite_tensors(model_state) + non_finite_tensors(tensors)
+    if bad:
+        raise DamagedCheckpointError(f"checkpoint {str(path)!r} holds NaN/Inf in {', '.join(bad[:5])}")
     meta = _read_json(path / "trainer.json", "trainer state")
     ranks = sorted({int(k.split("/")[1]) for k in tensors if k.startswith("rng/")})
     rng_states = [
@@ -257,3 +330,26 @@ def load_checkpoint(path: str | Path, signature: dict[str, Any] | None = None) -
         rng_states=rng_states,
         trainer_state=meta,
     )
+
+
+def load_resumable(root: str | Path, signature: dict[str, Any]) -> LoadedCheckpoint | None:
+    """The newest checkpoint under ``root`` that loads, or None when there is none at all.
+
+    A damaged newer checkpoint is skipped with a warning naming it; a checkpoint of another model stops
+    the search (every older one was written by the same run). Raises :class:`CheckpointError` when every
+    checkpoint is damaged.
+    """
+    found = list_checkpoints(root)
+    problems = []
+    for path in reversed(found):
+        try:
+            return load_checkpoint(path, signature)
+        except DamagedCheckpointError as e:
+            problems.append(str(e))
+            log.warning("%s; trying the checkpoint before it", e)
+    if problems:
+        raise DamagedCheckpointError(
+            f"no usable checkpoint in {str(root)!r}: {'; '.join(problems)} "
+            "(pick one with --checkpoint, or start another --out)"
+        )
+    return None

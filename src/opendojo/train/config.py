@@ -1,20 +1,24 @@
 """Training configuration: TOML in, a frozen, validated dataclass out, before anything runs.
 
 A config file has four tables, ``[model]``, ``[data]``, ``[train]`` and ``[loss]``; every key is optional
-(defaults below) and every key is checked: an unknown key, a wrong type or an impossible value raises a
-``ValueError`` naming the key and what is allowed. Overrides (``--set train.lr=3e-4``) use the same
-dotted names and the same checks; their values are read as TOML values, and a bare word is a string.
+(defaults below) and every key is checked: an unknown key, a wrong type or an impossible value raises
+``opendojo.errors.UsageError`` (a ValueError) naming the key, the value and what is allowed. Overrides
+(``--set train.lr=3e-4``) use the same dotted names and the same checks; their values are read as TOML
+values, and a bare word is a string.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from opendojo.errors import UsageError, check_choice, check_float, check_int, check_seed
 
 __all__ = [
     "PRECISIONS",
@@ -28,18 +32,31 @@ __all__ = [
     "config_to_dict",
 ]
 
-#: Numeric recipes the trainer knows: plain FP32, BF16 autocast, and the CFloat recipes of ``opendojo.nn``.
+#: The numeric recipes of training, the one list of them: plain FP32, BF16 autocast, and the CFloat
+#: recipes of ``opendojo.nn`` (``dojo`` with FP32 master weights, ``dojo_lean`` without).
 PRECISIONS = ("fp32", "bf16", "dojo", "dojo_lean")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _check(
-    min: float | None = None,
-    max: float | None = None,
-    choices: tuple | None = None,
-    above: float | None = None,
-) -> dict:
-    return {"min": min, "max": max, "choices": choices, "above": above}
+def _ints(low: int | None = None, high: int | None = None) -> dict:
+    return {"check": partial(check_int, low=low, high=high)}
+
+
+def _floats(low: float | None = None, high: float | None = None, above: float | None = None) -> dict:
+    return {"check": partial(check_float, low=low, high=high, above=above)}
+
+
+def _one_of(choices: tuple[str, ...]) -> dict:
+    return {"check": lambda argument, value: check_choice(argument, value, choices)}
+
+
+def _preset(argument: str, value: str) -> str:
+    from opendojo.models import PRESETS  # imports torch: only when a config is checked
+
+    return check_choice(argument, value, tuple(PRESETS))
+
+
+_SEED = {"check": check_seed}
 
 
 @dataclass(frozen=True)
@@ -47,8 +64,8 @@ class ModelConfig:
     """Which network: a preset of :mod:`opendojo.models.fsd`. Camera count, frames, image size,
     occupancy grid and trajectory horizon come from the data, so they are not set here."""
 
-    preset: str = field(default="tiny", metadata=_check(choices=("tiny", "base", "large")))
-    dim: int = field(default=0, metadata=_check(min=0))  # 0 = the preset's width
+    preset: str = field(default="tiny", metadata={"check": _preset})
+    dim: int = field(default=0, metadata=_ints(low=0))  # 0 = the preset's width
 
 
 @dataclass(frozen=True)
@@ -59,13 +76,13 @@ class DataConfig:
 
     source: str = "synthetic"
     cache_dir: str = ""
-    synthetic_clips: int = field(default=48, metadata=_check(min=2))
-    synthetic_frames: int = field(default=32, metadata=_check(min=1))
-    cameras: int = field(default=3, metadata=_check(min=1))
-    frames_per_clip: int = field(default=4, metadata=_check(min=1))
-    image_size: int = field(default=64, metadata=_check(min=8))
-    seed: int = field(default=0, metadata=_check(min=0))
-    num_workers: int = field(default=0, metadata=_check(min=0))
+    synthetic_clips: int = field(default=48, metadata=_ints(low=2))
+    synthetic_frames: int = field(default=32, metadata=_ints(low=1))
+    cameras: int = field(default=3, metadata=_ints(low=1))
+    frames_per_clip: int = field(default=4, metadata=_ints(low=1))
+    image_size: int = field(default=64, metadata=_ints(low=8))
+    seed: int = field(default=0, metadata=_SEED)
+    num_workers: int = field(default=0, metadata=_ints(low=0))
 
 
 @dataclass(frozen=True)
@@ -73,25 +90,26 @@ class TrainConfig:
     """The optimisation: AdamW, linear warm-up then cosine decay to ``min_lr``, global-norm clipping.
     ``batch_size`` is the global batch (split evenly over ranks). Steps count optimizer updates."""
 
-    steps: int = field(default=300, metadata=_check(min=1))
-    batch_size: int = field(default=8, metadata=_check(min=1))
-    lr: float = field(default=2e-3, metadata=_check(above=0.0))
-    min_lr: float = field(default=1e-4, metadata=_check(min=0.0))
-    warmup_steps: int = field(default=20, metadata=_check(min=0))
-    weight_decay: float = field(default=0.05, metadata=_check(min=0.0))
-    beta1: float = field(default=0.9, metadata=_check(min=0.0, max=0.999999))
-    beta2: float = field(default=0.95, metadata=_check(min=0.0, max=0.999999))
-    grad_clip: float = field(default=1.0, metadata=_check(min=0.0))  # 0 disables clipping
-    seed: int = field(default=0, metadata=_check(min=0))
-    precision: str = field(default="fp32", metadata=_check(choices=PRECISIONS))
-    device: str = field(default="auto", metadata=_check(choices=DEVICES))
+    steps: int = field(default=300, metadata=_ints(low=1))
+    batch_size: int = field(default=8, metadata=_ints(low=1))
+    # AdamW's first step is lr / (1 - beta1); with beta1 up to 0.999999 it must still fit a float32 (3.4e38).
+    lr: float = field(default=2e-3, metadata=_floats(above=0.0, high=1e30))
+    min_lr: float = field(default=1e-4, metadata=_floats(low=0.0))
+    warmup_steps: int = field(default=20, metadata=_ints(low=0))
+    weight_decay: float = field(default=0.05, metadata=_floats(low=0.0))
+    beta1: float = field(default=0.9, metadata=_floats(low=0.0, high=0.999999))
+    beta2: float = field(default=0.95, metadata=_floats(low=0.0, high=0.999999))
+    grad_clip: float = field(default=1.0, metadata=_floats(low=0.0))  # 0 disables clipping
+    seed: int = field(default=0, metadata=_SEED)
+    precision: str = field(default="fp32", metadata=_one_of(PRECISIONS))
+    device: str = field(default="auto", metadata=_one_of(DEVICES))
     fsdp: bool = False
-    log_every: int = field(default=10, metadata=_check(min=1))
-    eval_every: int = field(default=100, metadata=_check(min=0))  # 0: only at the end
-    eval_batches: int = field(default=4, metadata=_check(min=1))
-    checkpoint_every: int = field(default=100, metadata=_check(min=0))  # 0: only at the end
-    keep_checkpoints: int = field(default=3, metadata=_check(min=1))
-    threads: int = field(default=0, metadata=_check(min=0))  # CPU threads per rank; 0 = torch's default
+    log_every: int = field(default=10, metadata=_ints(low=1))
+    eval_every: int = field(default=100, metadata=_ints(low=0))  # 0: only at the end
+    eval_batches: int = field(default=4, metadata=_ints(low=1))
+    checkpoint_every: int = field(default=100, metadata=_ints(low=0))  # 0: only at the end
+    keep_checkpoints: int = field(default=3, metadata=_ints(low=1))
+    threads: int = field(default=0, metadata=_ints(low=0))  # CPU threads per rank; 0 = torch's default
 
 
 @dataclass(frozen=True)
@@ -99,11 +117,11 @@ class LossConfig:
     """Weights of the task losses in the total (occupancy BCE, trajectory L1 in metres, speed L1 in m/s,
     steering L1 in radians), and the weight of an occupied cell in the occupancy BCE."""
 
-    occupancy: float = field(default=1.0, metadata=_check(min=0.0))
-    trajectory: float = field(default=0.2, metadata=_check(min=0.0))
-    speed: float = field(default=0.1, metadata=_check(min=0.0))
-    steering: float = field(default=1.0, metadata=_check(min=0.0))
-    occupancy_pos_weight: float = field(default=10.0, metadata=_check(above=0.0))
+    occupancy: float = field(default=1.0, metadata=_floats(low=0.0))
+    trajectory: float = field(default=0.2, metadata=_floats(low=0.0))
+    speed: float = field(default=0.1, metadata=_floats(low=0.0))
+    steering: float = field(default=1.0, metadata=_floats(low=0.0))
+    occupancy_pos_weight: float = field(default=10.0, metadata=_floats(above=0.0))
 
 
 @dataclass(frozen=True)
@@ -117,65 +135,48 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.train.min_lr > self.train.lr:
-            raise ValueError(
-                f"config key train.min_lr={self.train.min_lr} must be <= train.lr={self.train.lr}"
+            raise UsageError(
+                f"config key train.min_lr: got {self.train.min_lr}; allowed: at most train.lr={self.train.lr}"
             )
 
 
-_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 _SECTION_TYPES = typing.get_type_hints(Config)
-
-
-def _type_name(tp: type) -> str:
-    return {bool: "bool (true/false)", int: "int", float: "float", str: "string"}[tp]
+_TYPE_NAMES = {bool: "true or false", str: "a string"}
 
 
 def _coerce(key: str, value: Any, tp: type, meta: dict) -> Any:
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
-        raise ValueError(
-            f"config key {key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+    """``value`` of config key ``key`` checked against its type and its field's ``check``."""
+    argument = f"config key {key}"
+    if tp in _TYPE_NAMES and not isinstance(value, tp):
+        raise UsageError(f"{argument}: got {value!r}; allowed: {_TYPE_NAMES[tp]}")
+    check: Callable[[str, Any], Any] | None = meta.get("check")
+    return check(argument, value) if check else value
+
+
+def _section(name: str, section_type: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise UsageError(f"config key {name}: got {values!r}; allowed: a table")
+    hints = typing.get_type_hints(section_type)
+    fields = {f.name: f for f in dataclasses.fields(section_type)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UsageError(
+            f"unknown config key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
+            f"allowed in [{name}]: {', '.join(fields)}"
         )
-    if tp is float and not math.isfinite(value):
-        raise ValueError(f"config key {key}: must be a finite float, got {value!r}")
-    choices = meta.get("choices")
-    if choices and value not in choices:
-        raise ValueError(f"config key {key}: {value!r} is not allowed; allowed: {', '.join(choices)}")
-    if meta.get("min") is not None and value < meta["min"]:
-        raise ValueError(f"config key {key}: {value!r} is not allowed; must be >= {meta['min']}")
-    if meta.get("max") is not None and value > meta["max"]:
-        raise ValueError(f"config key {key}: {value!r} is not allowed; must be <= {meta['max']}")
-    if meta.get("above") is not None and value <= meta["above"]:
-        raise ValueError(f"config key {key}: {value!r} is not allowed; must be > {meta['above']}")
-    return value
+    checked = {k: _coerce(f"{name}.{k}", v, hints[k], dict(fields[k].metadata)) for k, v in values.items()}
+    return section_type(**checked)
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    """Validate a nested dict (as read from TOML) into a :class:`Config`."""
+    """Validate a nested dict (as read from TOML) into a :class:`Config`; a bad value raises
+    :class:`opendojo.errors.UsageError` naming the key, the value and what is allowed."""
     if not isinstance(raw, dict):
-        raise TypeError(f"config must be a table (dict), got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(_SECTIONS))
+        raise UsageError(f"config: got {type(raw).__name__}; allowed: a table (dict)")
+    unknown = sorted(set(raw) - set(_SECTION_TYPES))
     if unknown:
-        raise ValueError(f"unknown config table(s) {unknown}; allowed tables: {', '.join(_SECTIONS)}")
-    sections = {}
-    for name, section_type in _SECTION_TYPES.items():
-        values = raw.get(name, {})
-        if not isinstance(values, dict):
-            raise ValueError(f"config key {name}: expected a table, got {values!r}")
-        hints = typing.get_type_hints(section_type)
-        fields = {f.name: f for f in dataclasses.fields(section_type)}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ValueError(
-                f"unknown config key(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
-                f"allowed in [{name}]: {', '.join(fields)}"
-            )
-        checked = {
-            k: _coerce(f"{name}.{k}", v, hints[k], dict(fields[k].metadata)) for k, v in values.items()
-        }
-        sections[name] = section_type(**checked)
-    return Config(**sections)
+        raise UsageError(f"unknown config table(s) {unknown}; allowed tables: {', '.join(_SECTION_TYPES)}")
+    return Config(**{name: _section(name, tp, raw.get(name, {})) for name, tp in _SECTION_TYPES.items()})
 
 
 def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:
@@ -185,11 +186,12 @@ def config_to_dict(config: Config) -> dict[str, dict[str, Any]]:
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
-        raise ValueError(f"override {item!r} must look like table.key=value (e.g. train.lr=3e-4)")
+        raise UsageError(f"--set: got {item!r}; allowed: table.key=value (e.g. train.lr=3e-4)")
     key, text = item.split("=", 1)
     parts = key.strip().split(".")
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"override key {key!r} must be table.key, with table one of {', '.join(_SECTIONS)}")
+        tables = ", ".join(_SECTION_TYPES)
+        raise UsageError(f"--set: got key {key!r}; allowed: table.key, the table one of {tables}")
     try:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -203,17 +205,18 @@ def load_config(
     """Read a TOML config (or the defaults when ``path`` is None) and apply overrides.
 
     ``overrides`` is a list of ``"table.key=value"`` strings or a dict ``{"table.key": value}``.
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for anything invalid.
+    Raises :class:`opendojo.errors.UsageError` (a ValueError) for a missing file or anything invalid, and
+    ``OSError`` (naming the path) for a file that exists but cannot be read.
     """
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+            raise UsageError(f"--config: got {str(path)!r}; allowed: a TOML file (it does not exist)")
         try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+            raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise UsageError(f"config file {str(path)!r} is not valid TOML: {e}") from None
     items = (
         overrides.items() if isinstance(overrides, dict) else [_parse_override(o) for o in overrides or []]
     )
@@ -221,6 +224,6 @@ def load_config(
         table, name = key.split(".") if isinstance(key, str) else key
         raw.setdefault(table, {})
         if not isinstance(raw[table], dict):
-            raise ValueError(f"config key {table}: expected a table, got {raw[table]!r}")
+            raise UsageError(f"config key {table}: got {raw[table]!r}; allowed: a table")
         raw[table][name] = value
     return config_from_dict(raw)

@@ -8,15 +8,28 @@ process group uses NCCL on CUDA and gloo on the CPU.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistContext", "all_reduce_sum", "init_distributed", "launch_torchrun", "wrap_model"]
+T = TypeVar("T")
+
+__all__ = [
+    "PeerFailure",
+    "on_main",
+    "DistContext",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
+    "gather_objects",
+    "init_distributed",
+    "launch_torchrun",
+    "wrap_model",
+]
 
 
 @dataclass(frozen=True)
@@ -101,25 +114,33 @@ def all_reduce_sum(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
 
 
 def launch_torchrun(nproc: int, argv: list[str], *, max_restarts: int = 0) -> int:
-    """Run ``python -m torch.distributed.run --standalone --nproc-per-node N -m opendojo.train ARGV``.
+    """Run torchrun (``--standalone --nproc-per-node N -m opendojo.train ARGV``) in this process.
 
-    Returns torchrun's exit status. On the CPU each rank gets one thread (torchrun's default
-    ``OMP_NUM_THREADS=1``), so N ranks use N cores.
+    Returns the exit status of the first rank that failed (0 when all succeed): each rank reports its own
+    error in one line, so torchrun's own traceback of the failure is not shown. On the CPU each rank gets
+    one thread (torchrun's default ``OMP_NUM_THREADS=1``), so N ranks use N cores.
     """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"--nproc must be a positive int, got {nproc!r}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        f"--max-restarts={max_restarts}",
-        "-m",
-        "opendojo.train",
-        *argv,
-    ]
-    return subprocess.run(cmd, check=False).returncode
+    args = parse_args(
+        [
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            f"--max-restarts={max_restarts}",
+            "-m",
+            "opendojo.train",
+            *argv,
+        ]
+    )
+    try:
+        run(args)
+    except ChildFailedError as e:
+        _, failure = e.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
 
 
 def barrier(ctx: DistContext) -> None:
@@ -135,3 +156,34 @@ def gather_objects(obj: object, ctx: DistContext) -> list:
     out: list = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_object(obj: object, ctx: DistContext) -> object:
+    """Rank 0's ``obj`` on every rank (a collective: every rank waits for rank 0)."""
+    if not ctx.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class PeerFailure(RuntimeError):
+    """Raised on the other ranks when rank 0 failed in :func:`on_main` (rank 0 reports the error itself)."""
+
+
+def on_main(fn: Callable[[], T], ctx: DistContext) -> T | None:
+    """``fn()`` on rank 0 only; every rank returns together, and when it fails every rank raises (rank 0
+    the error itself, the others :class:`PeerFailure`), instead of the others waiting for it forever."""
+    error: Exception | None = None
+    result = None
+    if ctx.is_main:
+        try:
+            result = fn()
+        except Exception as e:  # shared below, then raised on rank 0 as it is
+            error = e
+    failure = broadcast_object(None if error is None else f"{type(error).__name__}: {error}", ctx)
+    if error is not None:
+        raise error
+    if failure is not None:
+        raise PeerFailure(f"rank 0 failed: {failure}")
+    return result

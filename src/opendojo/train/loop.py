@@ -1,41 +1,35 @@
 """The training loop: ``train(config, out_dir) -> RunResult``. Read it top to bottom.
 
-One process or many (under torchrun), CPU or CUDA, FP32 / BF16 / CFloat recipes. Per step: fetch a
-batch, forward, loss, backward, stop on a non-finite loss, clip, set the learning rate, AdamW step,
-the recipe's post-step hook. Every ``log_every`` steps a JSONL record; every ``eval_every`` steps an
-evaluation; every ``checkpoint_every`` steps (and at the end) an atomic checkpoint. The run folder layout
-is documented in docs/training.md.
+One process or many (under torchrun), CPU or CUDA, FP32 / BF16 / CFloat recipes. The loop only schedules:
+each step is :func:`opendojo.train.step.train_step` (forward, loss, backward, clip, AdamW, the recipe's
+hook, stopping on anything non-finite); every ``log_every`` steps a JSONL record; every ``eval_every``
+steps an evaluation; every ``checkpoint_every`` steps (and at the end) an atomic checkpoint. The run
+folder layout is documented in docs/training.md.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-import torch
-from torch import nn
 from tqdm import tqdm
 
-from opendojo.models import PRESETS, FSDConfig, fsd_net
 from opendojo.train import distributed as D
-from opendojo.train.batches import BatchStream, DataBundle, eval_batches, first_batch_labels, open_datasets
-from opendojo.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from opendojo.train.batches import BatchStream
 from opendojo.train.config import Config, config_to_dict
-from opendojo.train.objectives import MetricSums, task_loss
-from opendojo.train.precision import Precision, apply_precision
-from opendojo.train.schedule import learning_rate
+from opendojo.train.durable import naming_path, write_durable
+from opendojo.train.metrics import MetricsLog
+from opendojo.train.setup import RunParts, build_model, model_config_for, prepare_run
+from opendojo.train.snapshot import save_run_state
+from opendojo.train.step import NonFiniteLossError, StepOutcome, evaluate, train_step
 
-__all__ = ["NonFiniteLossError", "RunResult", "build_model", "train"]
+__all__ = ["NonFiniteLossError", "RunResult", "build_model", "model_config_for", "train"]
 
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or Inf; the run stopped before applying that step."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,385 +51,206 @@ class RunResult:
     cpu_s: float = 0.0  # CPU time of this process (rank 0) over the steps: wall time lies on a shared machine
 
 
-def model_config_for(config: Config, data: DataBundle) -> FSDConfig:
-    """The network shape: the preset, with cameras/frames/sizes taken from the data."""
-    overrides: dict[str, Any] = {
-        "cameras": data.cameras,
-        "frames": data.frames,
-        "image_size": data.image_size,
-        "occupancy_grid": data.grid,
-        "horizon": data.horizon,
-        "trajectory_dt_s": data.dt_s,
-    }
-    if config.model.dim:
-        overrides["dim"] = config.model.dim
-    try:
-        return replace(PRESETS[config.model.preset], **overrides)
-    except ValueError as e:
-        raise ValueError(f"config [model] does not fit the data ({data.describe()}): {e}") from None
+class _Clock:
+    """Wall time, CPU time and time spent waiting for data, for the run and for the current log window
+    (evaluation and checkpoint time are not counted as training throughput)."""
 
+    def __init__(self) -> None:
+        self.run_t0 = self.window_t0 = time.perf_counter()
+        self.cpu_t0 = time.process_time()
+        self.total_wait = self.window_wait = 0.0
+        self.window_steps = 0
 
-def build_model(model_config: FSDConfig, precision: str, device: torch.device) -> tuple[nn.Module, Precision]:
-    """The network on ``device`` with the recipe applied (not yet wrapped in DDP/FSDP)."""
-    model = fsd_net(model_config).to(device)
-    return apply_precision(model, precision, device)
-
-
-def _signature(model_config: FSDConfig, precision: str) -> dict[str, Any]:
-    return {
-        "model": "FSDNet",
-        "config": asdict(model_config) | {"backbone_channels": list(model_config.backbone_channels)},
-        "precision": precision,
-    }
-
-
-def _make_optimizer(model: nn.Module, config: Config) -> torch.optim.AdamW:
-    t = config.train
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases and norm gains are not decayed
-    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2))
-
-
-def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-class _MetricsLog:
-    """Append-only JSONL (rank 0 only). On resume, records after the resumed step are dropped first."""
-
-    def __init__(self, path: Path, enabled: bool, resume_step: int | None) -> None:
-        self.path, self.enabled = path, enabled
-        if not enabled:
-            return
-        if resume_step is not None and path.exists():
-            keep = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
-            tmp = path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(line + "\n" for line in keep))
-            os.replace(tmp, path)
-        elif resume_step is None and path.exists():
-            path.unlink()
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-
-def _evaluate(
-    model: nn.Module, data: DataBundle, config: Config, ctx: D.DistContext, precision: Precision
-) -> dict[str, float]:
-    sums = MetricSums(grid=data.grid, dt_s=data.dt_s)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for frames, target in eval_batches(
-            data, config.train.batch_size // ctx.world_size, config.train.eval_batches, ctx.device
-        ):
-            with precision.autocast():
-                out = model(frames)
-            sums.add(out, target)
-    model.train(was_training)
-    sums.load_tensor(D.all_reduce_sum(sums.as_tensor(), ctx))
-    return sums.metrics()
-
-
-def _set_output_priors(model: nn.Module, data: DataBundle, batch_size: int, ctx: D.DistContext) -> None:
-    """Start the heads at the base rates of the first global training batches (the same on every rank and
-    for any number of ranks: the sums are all-reduced)."""
-    target = first_batch_labels(data, batch_size)
-    occ = target["occupancy"].double().flatten(0, -3)  # [frames, G, G]
-    g = occ.shape[-1]
-    counts = [occ.shape[0], target["speed"].double().sum(), target["speed"].numel()]
-    sums = D.all_reduce_sum(torch.cat([occ.sum(0).flatten(), torch.tensor(counts, dtype=torch.float64)]), ctx)
-    frames, speed, n = sums[g * g :].tolist()
-    model.set_output_priors(occupancy_rate=(sums[: g * g] / frames).view(g, g), speed_mps=speed / n)
-
-
-def _full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-
-    return get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-def _save(
-    ckpt_root: Path,
-    step: int,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    stream: BatchStream,
-    ctx: D.DistContext,
-    config: Config,
-    signature: dict,
-    extra: dict,
-) -> Path:
-    model_state, optim_state = _full_state(model, optimizer)  # collective under FSDP: all ranks call it
-    rng = D.gather_objects(_rng_state(ctx.device), ctx)
-    data_states = D.gather_objects(stream.state_dict(), ctx)
-    path = ckpt_root / f"step_{step:08d}"
-    if ctx.is_main:
-        path = save_checkpoint(
-            ckpt_root,
-            step,
-            model_state=model_state,
-            optimizer_state=optim_state,
-            rng_states=rng,
-            signature=signature,
-            keep=config.train.keep_checkpoints,
-            trainer_state={
-                "data": data_states,
-                "world_size": ctx.world_size,
-                "config": config_to_dict(config),
-                **extra,
-            },
+    def next_batch(self, stream: BatchStream):
+        t0 = time.perf_counter()
+        batch = stream.next()
+        wait = time.perf_counter() - t0
+        self.total_wait, self.window_wait, self.window_steps = (
+            self.total_wait + wait,
+            self.window_wait + wait,
+            self.window_steps + 1,
         )
-    D.barrier(ctx)
-    return path
+        return batch
 
+    def close_window(self, batch_size: int) -> dict[str, float]:
+        """samples/s and data-wait fraction since the last window, and the run's elapsed seconds."""
+        elapsed = time.perf_counter() - self.window_t0
+        record = {
+            "samples_per_s": self.window_steps * batch_size / elapsed,
+            "data_wait_fraction": self.window_wait / elapsed,
+            "time_s": time.perf_counter() - self.run_t0,
+        }
+        self.skip_pause()
+        self.window_wait, self.window_steps = 0.0, 0
+        return record
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, ckpt: Any) -> None:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    set_optimizer_state_dict(
-        model,
-        optimizer,
-        optim_state_dict=ckpt.optimizer_state,
-        options=StateDictOptions(full_state_dict=True),
-    )
+    def skip_pause(self) -> None:
+        self.window_t0 = time.perf_counter()
 
 
 @dataclass
-class _Setup:
-    """Everything a run needs before its first step, built and verified before anything is written."""
+class _Progress:
+    """What the loop carries from step to step."""
 
-    ctx: D.DistContext
-    data: DataBundle
-    model: nn.Module
-    precision: Precision
-    optimizer: torch.optim.Optimizer
-    stream: BatchStream
-    signature: dict[str, Any]
-    start: int
-    previous: Path | None  # the checkpoint resumed from
+    last_checkpoint: Path | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    loss: float = math.nan
 
 
-def _setup(config: Config, out_dir: Path, resume: bool) -> _Setup:
-    ctx = D.init_distributed(config.train.device)
-    t = config.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    if t.batch_size % ctx.world_size:
-        raise ValueError(
-            f"config key train.batch_size={t.batch_size} must be divisible by the number of "
-            f"processes ({ctx.world_size})"
+def _due(done: int, every: int, last: int) -> bool:
+    return (every > 0 and done % every == 0) or done == last
+
+
+def _stopped(error: NonFiniteLossError, last: Path | None, metrics_log: MetricsLog) -> NonFiniteLossError:
+    """``error`` recorded in the metrics log and told where the last good checkpoint is."""
+    metrics_log.write({"kind": "error", "step": error.step, "what": error.what, "value": error.value})
+    where = f"the last good checkpoint is {str(last)!r}" if last else "no checkpoint was written"
+    return NonFiniteLossError(f"{error}; {where}", what=error.what, value=error.value, step=error.step)
+
+
+def _log_step(
+    done: int, outcome: StepOutcome, clock: _Clock, config: Config, metrics_log: MetricsLog, bar
+) -> None:
+    window = clock.close_window(config.train.batch_size)
+    record = {
+        "kind": "train",
+        "step": done,
+        "loss": outcome.loss,
+        "lr": outcome.lr,
+        "grad_norm": outcome.grad_norm,
+    }
+    metrics_log.write(record | window | {f"loss_{k}": v for k, v in outcome.parts.items()})
+    bar.set_postfix(loss=f"{outcome.loss:.4f}", samples_s=f"{window['samples_per_s']:.1f}")
+
+
+def _evaluate_and_log(run: RunParts, config: Config, done: int, metrics_log: MetricsLog) -> dict[str, float]:
+    metrics = evaluate(run.model, run.data, config, run.ctx, run.precision)
+    metrics_log.write({"kind": "eval", "step": done, **metrics})
+    if report := run.precision.report(run.model):
+        metrics_log.write({"kind": "numerics", "step": done, "layers": report})
+    return metrics
+
+
+def _run_steps(
+    run: RunParts, config: Config, out_dir: Path, metrics_log: MetricsLog, clock: _Clock, bar
+) -> _Progress:
+    """Steps ``run.start`` .. ``train.steps``; logging, evaluation and checkpoints on their schedules."""
+    t, progress = config.train, _Progress(last_checkpoint=run.previous)
+    if run.start == 0:
+        # The untrained network (heads at the data's base rates) is the first baseline on every curve.
+        metrics_log.write(
+            {"kind": "eval", "step": 0, **evaluate(run.model, run.data, config, run.ctx, run.precision)}
         )
-    previous = latest_checkpoint(out_dir / "checkpoints")
-    if previous is not None and not resume:
-        raise ValueError(
-            f"run folder {str(out_dir)!r} already holds checkpoints ({previous.name}); pass "
-            f"--resume to continue it, or choose another --out"
-        )
-    per_rank = t.batch_size // ctx.world_size
-    data = open_datasets(config.data, ctx.rank, ctx.world_size, per_rank)
-    model_config = model_config_for(config, data)
-    signature = _signature(model_config, t.precision)
-    torch.manual_seed(t.seed)  # identical initial weights on every rank
-    model, precision = build_model(model_config, t.precision, ctx.device)
-    ckpt = None
-    if previous is not None:
-        ckpt = load_checkpoint(previous, signature)  # verifies hashes and signature; writes nothing
-        if ckpt.step > t.steps:
-            raise ValueError(
-                f"run folder {str(out_dir)!r} is at step {ckpt.step}, past train.steps={t.steps}; "
-                f"pass --steps {ckpt.step} or more to continue it"
-            )
-        if ckpt.trainer_state.get("world_size") != ctx.world_size:
-            raise CheckpointError(
-                f"checkpoint {str(previous)!r} was written by {ckpt.trainer_state.get('world_size')}"
-                f" process(es); resume it with the same number (here {ctx.world_size})"
-            )
+    run.model.train()
+    for step in range(run.start, t.steps):
+        batch = clock.next_batch(run.stream)
         try:
-            model.load_state_dict(ckpt.model_state, strict=True)
-        except RuntimeError as e:
-            raise CheckpointError(f"checkpoint {str(previous)!r} does not fit this model: {e}") from None
-    else:
-        _set_output_priors(model, data, per_rank, ctx)
-    model = D.wrap_model(model, ctx, t.fsdp)
-    optimizer = _make_optimizer(model, config)
-    stream = BatchStream(data, per_rank, config.data.num_workers, ctx.device)
-    if ckpt is not None:
-        _restore(model, optimizer, ckpt)
-        _set_rng_state(ckpt.rng_states[ctx.rank], ctx.device)
-        stream.load_state_dict(ckpt.trainer_state["data"][ctx.rank])
-    return _Setup(
-        ctx,
-        data,
-        model,
-        precision,
-        optimizer,
-        stream,
-        signature,
-        start=ckpt.step if ckpt else 0,
-        previous=previous,
-    )
+            outcome = train_step(
+                run.model, run.optimizer, run.precision, batch, step=step, config=config, ctx=run.ctx
+            )
+        except NonFiniteLossError as e:
+            raise _stopped(e, progress.last_checkpoint, metrics_log) from None
+        done, progress.loss = step + 1, outcome.loss
+        bar.update(1)
+        if _due(done, t.log_every, t.steps):
+            _log_step(done, outcome, clock, config, metrics_log, bar)
+        if _due(done, t.eval_every, t.steps):
+            progress.metrics = _evaluate_and_log(run, config, done, metrics_log)
+            clock.skip_pause()
+        if _due(done, t.checkpoint_every, t.steps):
+            parts = (run.model, run.optimizer, run.stream)
+            try:
+                progress.last_checkpoint = save_run_state(
+                    out_dir / "checkpoints",
+                    done,
+                    parts,
+                    run.ctx,
+                    config,
+                    run.signature,
+                    {"loss": outcome.loss},
+                )
+            except NonFiniteLossError as e:
+                raise _stopped(e, progress.last_checkpoint, metrics_log) from None
+            metrics_log.sync()
+            clock.skip_pause()
+    return progress
 
 
-def _stop_on_non_finite(loss_value: float, step: int, last_ckpt: Path | None, log: _MetricsLog) -> None:
-    if math.isfinite(loss_value):
-        return
-    log.write({"kind": "error", "step": step, "loss": loss_value})
-    where = f"the last good checkpoint is {str(last_ckpt)!r}" if last_ckpt else "no checkpoint was written"
-    raise NonFiniteLossError(
-        f"loss became {loss_value} at step {step}; training stopped before applying it, {where}"
-    )
-
-
-def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> RunResult:
+def train(
+    config: Config,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> RunResult:
     """Train the FSD network as ``config`` says, writing everything into ``out_dir``.
 
-    ``resume=True`` continues from the newest checkpoint in ``out_dir`` (bit-identical on CPU to a run that
-    never stopped); with no checkpoint there yet it starts from scratch (so ``torchrun --max-restarts``
-    can always pass ``--resume``). Without ``resume``, an ``out_dir`` that already holds checkpoints is
-    refused rather than overwritten.
+    ``resume=True`` continues from the newest valid checkpoint in ``out_dir`` (bit-identical on CPU to a
+    run that never stopped; a damaged newer checkpoint is skipped with a warning naming it); with no
+    checkpoint there yet it starts from scratch (so ``torchrun --max-restarts`` can always pass
+    ``--resume``). ``checkpoint`` continues from that checkpoint folder instead. Without either, an
+    ``out_dir`` that already holds checkpoints is refused rather than overwritten.
 
-    Raises ``ValueError`` (bad config or data), ``CheckpointError`` (unusable checkpoint; nothing is
-    written) and :class:`NonFiniteLossError` (NaN/Inf loss; the last good checkpoint is kept).
+    Raises ``UsageError``/``ValueError`` (bad config or data), ``CheckpointError`` (no usable checkpoint;
+    nothing is written), :class:`NonFiniteLossError` (NaN/Inf loss, gradient norm or weights; the last
+    good checkpoint is kept) and ``OSError`` naming the path (a full disk, a folder that is not writable).
     """
     out_dir = Path(out_dir)
-    if resume and latest_checkpoint(out_dir / "checkpoints") is None:
-        print(f"no checkpoint in {str(out_dir)!r}: starting from scratch", file=sys.stderr)
-    s = _setup(config, out_dir, resume)
-    finished = _finished_result(out_dir, s.start, config.train.steps)
+    run = prepare_run(config, out_dir, resume=resume, checkpoint=checkpoint)
+    finished = _finished_result(out_dir, run.start, config.train.steps)
     if finished is not None:  # resumed a run that had already ended: nothing to do, nothing rewritten
         return finished
-    ctx, model, optimizer, stream, precision, t = (
-        s.ctx,
-        s.model,
-        s.optimizer,
-        s.stream,
-        s.precision,
-        config.train,
-    )
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=1))
-    log = _MetricsLog(out_dir / "metrics.jsonl", ctx.is_main, s.start if s.previous else None)
-    weights = {k: getattr(config.loss, k) for k in ("occupancy", "trajectory", "speed", "steering")}
-    last_ckpt, metrics, loss_value = s.previous, {}, math.nan
-    bar = tqdm(
-        total=t.steps,
-        initial=s.start,
-        disable=not (progress and ctx.is_main),
+    metrics_log = _open_run_folder(run, config, out_dir)
+    clock = _Clock()
+    desc = f"train {config.model.preset} {config.train.precision}"
+    with tqdm(
+        total=config.train.steps,
+        initial=run.start,
+        disable=not (progress and run.ctx.is_main),
         unit="step",
         dynamic_ncols=True,
-        desc=f"train {config.model.preset} {t.precision}",
-    )
-    if s.start == 0:
-        # The untrained network (heads at the data's base rates) is the first baseline on every curve.
-        log.write({"kind": "eval", "step": 0, **_evaluate(model, s.data, config, ctx, precision)})
-    run_t0 = window_t0 = time.perf_counter()
-    cpu_t0 = time.process_time()
-    window_wait, window_steps, total_wait = 0.0, 0, 0.0
-    model.train()
-    for step in range(s.start, t.steps):
-        t0 = time.perf_counter()
-        frames, target = stream.next()
-        wait = time.perf_counter() - t0
-        window_wait, total_wait = window_wait + wait, total_wait + wait
-        with precision.autocast():
-            out = model(frames)
-        loss, parts = task_loss(out, target, weights, config.loss.occupancy_pos_weight)
-        loss.backward()
-        # One all-reduce for the logged losses; every rank sees the same values, so all stop together.
-        logged = (
-            D.all_reduce_sum(torch.stack([loss.detach().float(), *parts.values()]).cpu(), ctx)
-            / ctx.world_size
-        )
-        loss_value = logged[0].item()
-        if not math.isfinite(loss_value):
-            bar.close()
-        _stop_on_non_finite(loss_value, step + 1, last_ckpt, log)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
-        lr = learning_rate(step, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps, total_steps=t.steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        precision.after_step(model)
-        done, window_steps = step + 1, window_steps + 1
-        bar.update(1)
-        if done % t.log_every == 0 or done == t.steps:
-            elapsed = time.perf_counter() - window_t0
-            rate = window_steps * t.batch_size / elapsed
-            log.write(
-                {
-                    "kind": "train",
-                    "step": done,
-                    "loss": loss_value,
-                    "lr": lr,
-                    "grad_norm": float(grad_norm),
-                    "samples_per_s": rate,
-                    "data_wait_fraction": window_wait / elapsed,
-                    "time_s": time.perf_counter() - run_t0,
-                    **{f"loss_{k}": v for k, v in zip(parts, logged[1:].tolist(), strict=True)},
-                }
-            )
-            bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{rate:.1f}")
-            window_t0, window_wait, window_steps = time.perf_counter(), 0.0, 0
-        if (t.eval_every and done % t.eval_every == 0) or done == t.steps:
-            metrics = _evaluate(model, s.data, config, ctx, precision)
-            log.write({"kind": "eval", "step": done, **metrics})
-            if report := precision.report(model):
-                log.write({"kind": "numerics", "step": done, "layers": report})
-            window_t0 = time.perf_counter()  # evaluation time is not training throughput
-        if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps:
-            last_ckpt = _save(
-                out_dir / "checkpoints",
-                done,
-                model,
-                optimizer,
-                stream,
-                ctx,
-                config,
-                s.signature,
-                {"loss": loss_value},
-            )
-            window_t0 = time.perf_counter()
-    bar.close()
-    wall = time.perf_counter() - run_t0
-    if not metrics:  # resumed a finished run: nothing was trained, report where it stands
-        metrics = _evaluate(model, s.data, config, ctx, precision)
-    steps_run = t.steps - s.start
-    result = RunResult(
-        out_dir=out_dir,
-        steps=t.steps,
-        final_metrics=metrics,
-        final_loss=loss_value,
-        samples_per_s=steps_run * t.batch_size / wall if wall > 0 else 0.0,
-        wall_s=wall,
-        data_wait_fraction=total_wait / wall if wall > 0 else 0.0,
-        checkpoint=Path(last_ckpt),
-        metrics_path=out_dir / "metrics.jsonl",
-        precision=t.precision,
-        world_size=ctx.world_size,
-        cpu_s=time.process_time() - cpu_t0,
-    )
-    if ctx.is_main:
+        desc=desc,
+    ) as bar:
+        done = _run_steps(run, config, out_dir, metrics_log, clock, bar)
+    if not done.metrics:  # resumed a finished run: nothing was trained, report where it stands
+        done.metrics = evaluate(run.model, run.data, config, run.ctx, run.precision)
+    result = _result(run, config, out_dir, done, clock)
+    if run.ctx.is_main:
         _write_summary(result)
     return result
+
+
+def _open_run_folder(run: RunParts, config: Config, out_dir: Path) -> MetricsLog:
+    """Create the run folder, its config.json and its metrics log (rank 0; the others get a log that
+    writes nothing). A failure here (a path under a file, a full disk) stops every rank."""
+
+    def prepare() -> MetricsLog:
+        with naming_path(out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+        write_durable(out_dir / "config.json", json.dumps(config_to_dict(config), indent=1))
+        return MetricsLog(out_dir / "metrics.jsonl", True, run.start if run.previous else None)
+
+    return D.on_main(prepare, run.ctx) or MetricsLog(out_dir / "metrics.jsonl", False, None)
+
+
+def _result(run: RunParts, config: Config, out_dir: Path, done: _Progress, clock: _Clock) -> RunResult:
+    wall = time.perf_counter() - clock.run_t0
+    steps_run = config.train.steps - run.start
+    return RunResult(
+        out_dir=out_dir,
+        steps=config.train.steps,
+        final_metrics=done.metrics,
+        final_loss=done.loss,
+        samples_per_s=steps_run * config.train.batch_size / wall if wall > 0 else 0.0,
+        wall_s=wall,
+        data_wait_fraction=clock.total_wait / wall if wall > 0 else 0.0,
+        checkpoint=Path(done.last_checkpoint),
+        metrics_path=out_dir / "metrics.jsonl",
+        precision=config.train.precision,
+        world_size=run.ctx.world_size,
+        cpu_s=time.process_time() - clock.cpu_t0,
+    )
 
 
 def _finished_result(out_dir: Path, step: int, steps: int) -> RunResult | None:
@@ -443,7 +258,11 @@ def _finished_result(out_dir: Path, step: int, steps: int) -> RunResult | None:
     path = out_dir / "result.json"
     if step != steps or not path.exists():
         return None
-    raw = json.loads(path.read_text())
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        log.warning("%s is unreadable (%s): evaluating the final checkpoint again", path, e)
+        return None
     if raw.get("steps") != steps:
         return None
     known = {k: v for k, v in raw.items() if k in RunResult.__dataclass_fields__}
@@ -459,4 +278,4 @@ def _write_summary(result: RunResult) -> None:
     result.plots = plot_run(result.metrics_path, result.out_dir / "plots")
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     summary["plots"] = [str(p) for p in result.plots]
-    (result.out_dir / "result.json").write_text(json.dumps(summary, indent=1))
+    write_durable(result.out_dir / "result.json", json.dumps(summary, indent=1))

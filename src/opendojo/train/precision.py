@@ -49,4 +49,8 @@ def apply_precision(model: nn.Module, name: str, device: torch.device) -> tuple[
         recipe = Recipe.dojo() if name == "dojo" else Recipe.dojo_lean()
         convert(model, recipe)
         return model, Precision(name, contextlib.nullcontext, requantize_weights_, bias_report)
-    raise ValueError(f"precision {name!r} is not allowed; allowed: fp32, bf16, dojo, dojo_lean")
+    from opendojo.errors import check_choice
+    from opendojo.train.config import PRECISIONS
+
+    check_choice("precision", name, PRECISIONS)  # raises: every name in PRECISIONS is handled above
+    raise AssertionError(f"precision {name!r} is in PRECISIONS but has no recipe here")

@@ -1,4 +1,5 @@
-"""A small synthetic dataset shared by the trainer tests (built once per machine, lock-safe)."""
+"""A small synthetic dataset shared by the trainer tests and the trainer fault tests (built once per
+session, lock-safe)."""
 
 from __future__ import annotations
 
