@@ -18,6 +18,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -80,7 +81,7 @@ def _reencode(frames: list[av.VideoFrame], fps: int, keyint: int) -> bytes:
     for i, fr in enumerate(frames):
         if fr.format.name != "yuv420p" or fr.height % 2 or fr.width % 2:
             fr = fr.reformat(width=w - w % 2, height=h - h % 2, format="yuv420p", threads=1)
-        fr.pts = i
+        fr.pts, fr.time_base = i, Fraction(1, fps)  # the decoder's time base would rescale pts to 0
         fr.pict_type = av.video.frame.PictureType.NONE
         out.mux(st.encode(fr))
     out.mux(st.encode(None))

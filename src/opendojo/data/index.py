@@ -103,7 +103,8 @@ def resolve(dataset: str | os.PathLike) -> tuple[str, str]:
 def fragments(dataset: str) -> list[str]:
     """The published fragment paths of a dataset, listed (never globbed: a root may contain ``[``, ``*``)."""
     fs, root = url_to_fs(dataset)
-    names = [e.rsplit("/", 1)[-1] for e in fs.ls(join(root, "index"), detail=False)]
+    entries = fs.ls(join(root, "index"), detail=True)
+    names = [e["name"].rsplit("/", 1)[-1] for e in entries if e["type"] == "file"]
     return sorted(join(root, "index", n) for n in names if n.endswith(".parquet") and not n.startswith("."))
 
 
