@@ -81,6 +81,13 @@ class Device:
     special_rate: float | None = None
     op_rates: dict[str, float] = field(default_factory=dict)  # aten op name -> elements/s (host)
     optimizer_tensor_s: float | None = None
+    #: Fused recurrent layers (oneDNN LSTM on the host): FLOP/s forward and backward at the GEMM-shape
+    #: factor 1 (divided by the calibration shape's factor, like ``conv_flops``).
+    #: Half-dimensions of the conv curves (forward, backward) where measured; else ``eff_matmul_half_dim``.
+    conv_half_dim: float | None = None
+    conv_bwd_half_dim: float | None = None
+    rnn_flops: float | None = None
+    rnn_bwd_flops: float | None = None
     intra_ways: int = 1
     intra_link_bw: float = 0.0
 
@@ -309,6 +316,21 @@ def _load_system(name: str, overrides: tuple[tuple[str, float], ...]) -> System:
         _OVERRIDES.reset(token)
 
 
+#: Optional measured device fields, each read from the quantity of the same name when a spec states it.
+MEASURED_FIELDS = ("conv_flops", "conv_bwd_flops", "rng_rate", "first_touch_bw", "attention_flops",
+                   "special_rate", "optimizer_tensor_s", "rnn_flops", "conv_half_dim", "conv_bwd_half_dim",
+                   "rnn_bwd_flops")
+
+
+def measured_device(name: str, q: dict[str, float], **common) -> Device:
+    """A GPU or host :class:`Device` from its quantities ``q`` (SI units): memory from ``hbm_*``, the
+    measured rates of :data:`MEASURED_FIELDS` where given, and the per-op element rates ``rate_<op>``.
+    ``common`` holds the fields every device has (peaks, efficiencies, power)."""
+    return Device(name, mem_bytes=q["hbm_bytes"], mem_bw=q["hbm_bw"], spill_bytes=0.0, spill_bw=0.0,
+                  op_rates={k.removeprefix("rate_"): v for k, v in q.items() if k.startswith("rate_")},
+                  **{k: q.get(k) for k in MEASURED_FIELDS}, **common)
+
+
 def _build_system(name: str) -> System:
     valid = list_systems()
     if name not in valid:
@@ -341,13 +363,7 @@ def _build_system(name: str) -> System:
         return System(name, fam, part.description, devices, device, power, link_bw=q["edge_bw"],
                       link_latency_s=q["hop_latency_s"], hypothetical=part.hypothetical or dpart.hypothetical,
                       mesh_shape=_mesh_shape(devices), coll_eff=_q(part, "coll_eff"), pointwise_fusion=True)
-    device = Device(dev, mem_bytes=q["hbm_bytes"], mem_bw=q["hbm_bw"], spill_bytes=0.0, spill_bw=0.0,
-                    conv_flops=q.get("conv_flops"), conv_bwd_flops=q.get("conv_bwd_flops"),
-                    rng_rate=q.get("rng_rate"),
-                    first_touch_bw=q.get("first_touch_bw"), attention_flops=q.get("attention_flops"),
-                    special_rate=q.get("special_rate"), optimizer_tensor_s=q.get("optimizer_tensor_s"),
-                    op_rates={k.removeprefix("rate_"): v for k, v in q.items() if k.startswith("rate_")},
-                    **common)
+    device = measured_device(dev, q, **common)
     if fam == "cpu":
         return System(name, fam, part.description, devices, device, power)
     domain = part.system.get("scale_up_domain", dev)

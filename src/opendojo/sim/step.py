@@ -151,6 +151,23 @@ def _stage_time(w: Workload, ops: dict, s: System, precision: str, layout: Layou
     return per_block.scaled(math.ceil(w.layers / layout.pp)) + base
 
 
+def unknown_op_notes(w: Workload, ops: dict, s: System, precision: str, step_time_s: float) -> list[str]:
+    """One note per op that no op class claims (kind ``unknown``): its name, count per step and estimated
+    share of the step. Such an op is timed as a memory-bound elementwise op; the note says so."""
+    unknown = ops["kind"] == KIND["unknown"]
+    if not np.any(unknown):
+        return []
+    names = np.asarray(w.op_names)
+    notes = []
+    for name in sorted(set(names[unknown])):
+        mask = unknown & (names == name)
+        t = table_time(ops, s.device, precision, s.family, mask=mask, fusion=s.pointwise_fusion).total
+        count = float(np.sum(ops["count"][mask]))
+        notes.append(f"unknown op aten.{name}: {count:.0f} per step, estimated {100 * t / step_time_s:.1f} % "
+                     f"of the step (no cost model for its class; timed as a memory-bound elementwise op)")
+    return notes
+
+
 def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision: str,
                   memo: dict | None = None) -> StepEstimate:
     """Predict one step of ``w`` on ``s`` with ``layout`` at global ``batch`` (samples) and ``precision``.
@@ -262,5 +279,6 @@ def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision:
     fb = (phase == 0) | (phase == 1)
     model_flops = float(np.sum(ops["count"][fb] * ops["flops"][fb])) * layout.dp * m
     hw_flops = model_flops * (4.0 / 3.0 if layout.recompute else 1.0)
+    notes += unknown_op_notes(w, ops, s, precision, step)
     return StepEstimate(layout, batch, step, breakdown, communication, memory, capacity, used <= capacity,
                         model_flops, hw_flops, spilled, notes)
