@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from opendojo.sim.validate import format_table, measure_step_time, validate_dojo, validate_gpu, validate_held_out
+from opendojo.sim.validate import (
+    format_table,
+    measure_step_time,
+    validate_dojo,
+    validate_gpu,
+    validate_held_out,
+)
 
 
 def test_dojo_consistency_rows_reproduce_teslas_published_totals():

@@ -112,13 +112,14 @@ def _memory_time(ops: dict[str, np.ndarray], device: Device, nbytes: np.ndarray,
     return t_mem
 
 
-def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, family: str, *,
+def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, dispatch: str, *,
                split: float = 1.0, mask: np.ndarray | None = None, fusion: bool = False) -> PhaseTime:
     """Time of the ops selected by ``mask`` (default: all) of an evaluated op table (``Workload.at``).
 
     ``split`` divides every op's work ``split`` ways (tensor parallelism: FLOPs, bytes and the GEMM ``n``
     dimension shrink; the dispatch count does not). ``fusion`` models a pointwise-fusing compiler
     (torch.compile): a pointwise op fed by another skips re-reading that input and launches no kernel.
+    ``dispatch``: the device's ``Capabilities.dispatch`` (``serial`` or ``launch-floor``).
     """
     kind, count = ops["kind"], ops["count"]
     sel = np.ones(len(kind), dtype=bool) if mask is None else mask
@@ -133,7 +134,7 @@ def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, famil
     t_compute = np.where(free, 0.0, t_compute)
     t_mem = np.where(free, 0.0, t_mem)
     busy = np.maximum(t_compute, t_mem)
-    if family == "cpu":
+    if dispatch == "serial":  # eager CPU: every op, views too, pays its dispatch in series
         overhead = np.full(len(kind), device.op_overhead_s)
     else:  # GPU kernel launch floor; Dojo: the end-of-op barrier across the tile
         launched = ~free & ~((ops["fused"] > 0) if fusion and "fused" in ops else np.zeros(len(kind), bool))

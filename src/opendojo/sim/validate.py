@@ -47,6 +47,7 @@ def _host_cases():
     import torch
     from torch import nn
 
+    from opendojo.models.fsd import example_inputs, fsd_net
     from opendojo.models.reference_gpt import gpt, gpt_inputs
     from opendojo.models.reference_vision import resnet50, vit_b16
 
@@ -68,12 +69,7 @@ def _host_cases():
 
     cases = [("mlp-2x1024", mlp, (64, 256)), ("resnet-tiny 64px", cnn, (4, 16)),
              ("vit-tiny 64px", vit, (4, 16)), ("gpt-mini 2x128", gpt_mini, (4, 16))]
-    try:
-        from opendojo.models.fsd import example_inputs, fsd_net
-
-        cases.append(("fsd-tiny", lambda b: (fsd_net("tiny"), (example_inputs("tiny", b),)), (1, 2)))
-    except ImportError:  # the trainer's network is optional for the simulator
-        pass
+    cases.append(("fsd-tiny", lambda b: (fsd_net("tiny"), (example_inputs("tiny", b),)), (1, 2)))
     return cases
 
 
@@ -84,7 +80,7 @@ def measure_step_time(model, inputs: tuple, steps: int = 5) -> float:
     import torch
 
     from opendojo.hw.calibrate import step_clock
-    from opendojo.sim.workload import _scalar_loss
+    from opendojo.sim.workload import scalar_loss
 
     clock = step_clock()  # CPU time with one thread: what other processes' load cannot inflate
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -92,7 +88,7 @@ def measure_step_time(model, inputs: tuple, steps: int = 5) -> float:
     for i in range(steps + 2):
         t0 = clock()
         opt.zero_grad(set_to_none=True)
-        _scalar_loss(model(*inputs)).backward()
+        scalar_loss(model(*inputs)).backward()
         opt.step()
         if i >= 2:  # the first two steps allocate the optimizer state and warm caches
             times.append(clock() - t0)
@@ -125,10 +121,22 @@ def host_system(measured: dict[str, float]) -> System:
     return replace(s, device=device)
 
 
-def measure_and_predict(configs: list[tuple[str, object, int]], progress: bool = True
-                        ) -> list[tuple[str, int, float, StepEstimate]]:
+@dataclass(frozen=True)
+class HostResult:
+    """One host configuration: its measured best step (s), the prediction, the captured workload and the
+    system built from the same run's calibration."""
+
+    name: str
+    batch: int
+    measured_s: float
+    estimate: StepEstimate
+    workload: object
+    system: System
+
+
+def measure_and_predict(configs: list[tuple[str, object, int]], progress: bool = True) -> list[HostResult]:
     """Calibrate this host, train each ``(name, factory, batch)`` a few steps, predict each from the same
-    run's calibration: ``[(name, batch, measured s, estimate)]``.
+    run's calibration.
 
     Two passes, each a calibration followed by every configuration: a burst of load from other processes
     during one pass decides neither the calibration nor a step time. Both keep their best (fastest)
@@ -154,7 +162,8 @@ def measure_and_predict(configs: list[tuple[str, object, int]], progress: bool =
     out = []
     for i, (name, factory, b) in enumerate(configs):
         w = capture_module(*factory(b), name=name)
-        out.append((name, b, best[i], estimate_step(w, system, Layout(microbatch=b), b, "fp32")))
+        est = estimate_step(w, system, Layout(microbatch=b), b, "fp32")
+        out.append(HostResult(name, b, best[i], est, w, system))
     return out
 
 
@@ -165,10 +174,10 @@ def _host_rows(section: str, results, target: float, families: list[str] | None 
     source = (f"measured here, same run, {threads} thread(s), {'CPU' if threads == 1 else 'wall'} time, "
               f"best of 2 x 4 steps")
     rows = []
-    for i, (name, b, measured, est) in enumerate(results):
+    for i, r in enumerate(results):
         family = f"{families[i]}: " if families else ""
-        rows.append(Row(section, f"{name}, batch {b}", est.step_time_s, measured, "s", target, source,
-                        note=family + _dominant(est.breakdown)))
+        rows.append(Row(section, f"{r.name}, batch {r.batch}", r.estimate.step_time_s, r.measured_s, "s",
+                        target, source, note=family + _dominant(r.estimate.breakdown)))
     return rows
 
 

@@ -219,7 +219,9 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
-def _scalar_loss(out: object) -> torch.Tensor:
+def scalar_loss(out: object) -> torch.Tensor:
+    """The loss every captured and measured step takes: the sum of the means of the floating-point tensors
+    in a model's output (any nesting), in fp32."""
     tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.is_floating_point()]
     if not tensors:
         raise ValueError("the model's output holds no floating-point tensor to take a loss of")
@@ -271,7 +273,7 @@ def _step_records(model: nn.Module, inputs: object) -> tuple[list[dict], list[st
     rec = _Recorder()
     with _FusedKernelsOnMeta(rec), rec:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = _scalar_loss(model(*args))
+            loss = scalar_loss(model(*args))
         rec.phase = 1
         loss.backward()
     model.zero_grad(set_to_none=True)
