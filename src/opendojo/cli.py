@@ -289,11 +289,18 @@ def _cmd_simulate_sweep(args: argparse.Namespace) -> int:
 def _cmd_simulate_validate(args: argparse.Namespace) -> int:
     import torch
 
+    from opendojo.errors import EXIT_USAGE, UsageError, check_int, check_seed
     from opendojo.sim.validate import format_table, validate
 
+    try:
+        held_out = check_int("--held-out", args.held_out, low=0, high=1000)
+        seed = check_seed("--seed", args.seed)
+    except UsageError as e:
+        print(f"dojo simulate validate: {e}", file=sys.stderr)
+        return EXIT_USAGE
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = validate(host=not args.no_host, progress=True)
+    rows = validate(host=not args.no_host, progress=True, held_out=0 if args.no_host else held_out, seed=seed)
     print(format_table(rows))
     return 0
 
@@ -332,8 +339,12 @@ def _add_hw_sim(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="sim-sweep", help="sweep output path prefix (.png and .csv are added)")
     p.set_defaults(func=_cmd_simulate, sim_action=None)
     acts = p.add_subparsers(dest="sim_action", metavar="ACTION")
-    v = acts.add_parser("validate", help="error table: host measurements, published GPU runs, Dojo figures")
-    v.add_argument("--no-host", action="store_true", help="skip the host measurements (about a minute)")
+    v = acts.add_parser("validate", help="error table: host in-sample and held-out models, published GPU "
+                                         "runs, Dojo consistency check")
+    v.add_argument("--no-host", action="store_true", help="skip the host measurements (a minute or two)")
+    v.add_argument("--held-out", type=int, default=11,
+                   help="models drawn from families the calibration never runs (default 11: one per family)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the held-out shapes and batches")
     v.add_argument("--threads", type=int, default=1,
                    help="torch threads for the host section (default 1: with 2 OpenMP threads on a busy "
                         "2-core machine every parallel region can stall for a scheduler slice)")

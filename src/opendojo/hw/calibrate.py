@@ -27,6 +27,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -83,15 +84,10 @@ def fit_matmul_curve(shapes: list[tuple[int, int, int]], rates: list[float]) -> 
     return best[1], best[2]
 
 
-def measure_host(progress: bool = True) -> dict[str, float]:
-    """Run the microbenchmarks (≈15 s) and return the measured quantities (SI units)."""
+def _matmul_rates() -> dict[str, float]:
+    """Peak and half-dimension of the fp32 matmul curve, from square and skinny shapes."""
     import torch
-    import torch.nn.functional as F
-    from tqdm import tqdm
 
-    steps = ["matmul", "conv", "bandwidth", "overhead", "rng", "first touch"]
-    bar = tqdm(total=len(steps), desc="calibrating host", disable=not progress)
-    torch.manual_seed(0)
     shapes, rates = [], []
     for m, n, k in [(s, s, s) for s in _SQUARE] + list(_SKINNY):
         a, b = torch.randn(m, k), torch.randn(k, n)
@@ -99,51 +95,111 @@ def measure_host(progress: bool = True) -> dict[str, float]:
         shapes.append((m, n, k))
         rates.append(2.0 * m * n * k / t)
     peak, half = fit_matmul_curve(shapes, rates)
-    bar.update()
-    x, w = torch.randn(8, 64, 56, 56), torch.randn(64, 64, 3, 3)
-    t = _median_time(lambda: F.conv2d(x, w, padding=1), repeats=3)
-    m_, n_, k_ = 8 * 56 * 56, 64, 64 * 9
-    shape = _h(m_, half) * _h(n_, half) * _h(k_, half)
-    conv_flops = 2.0 * m_ * n_ * k_ / t / shape
-    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
-    y = F.conv2d(xg, wg, padding=1)
-    gy = torch.randn_like(y)
-    t_bwd = _median_time(lambda: torch.autograd.grad(y, (xg, wg), gy, retain_graph=True), repeats=3)
-    conv_bwd_flops = 2 * 2.0 * m_ * n_ * k_ / t_bwd / shape  # input grad + weight grad
-    bar.update()
-    src, dst = torch.randn(64 * 2**20), torch.empty(64 * 2**20)
-    bw = 2 * src.numel() * 4 / _median_time(lambda: dst.copy_(src), repeats=3, min_time=0.1)
-    bar.update()
-    overhead = _training_op_overhead()
-    bar.update()
+    return {"peak_flops_fp32": peak, "peak_flops_bf16": peak, "peak_flops_cfloat8": peak,
+            "eff_matmul_half_dim": half}
+
+
+#: Convolutions timed for the conv curve: (batch, in channels, out channels, kernel, groups, pixels).
+_CONVS = ((8, 64, 64, 3, 1, 32), (8, 16, 16, 3, 1, 32), (8, 32, 64, 1, 1, 32), (8, 128, 128, 3, 1, 16),
+          (8, 3, 16, 7, 1, 64), (8, 64, 64, 3, 64, 32), (8, 64, 64, 3, 8, 32), (2, 32, 32, 3, 1, 32))
+
+
+def _conv_rates() -> dict[str, float]:
+    """Convolutions forward and backward over :data:`_CONVS`, each fitted to ``rate = peak · h(m) h(n)
+    h(k)`` in the implicit-GEMM shape the simulator uses (``m`` batch·pixels, ``n`` out channels per
+    group, ``k`` in channels per group · kernel area): its own peak and half-dimension per direction."""
+    import torch
+    import torch.nn.functional as F
+
+    shapes, fwd, bwd = [], [], []
+    for batch, cin, cout, kernel, groups, px in _CONVS:
+        x = torch.randn(batch, cin, px, px, requires_grad=True)
+        w = torch.randn(cout, cin // groups, kernel, kernel, requires_grad=True)
+        conv = partial(F.conv2d, x, w, padding=kernel // 2, groups=groups)
+        flops = 2.0 * batch * px * px * cout * (cin // groups) * kernel * kernel
+        fwd.append(flops / _median_time(lambda conv=conv: conv().detach(), repeats=3))
+        y = conv()
+        gy = torch.randn_like(y)
+        bwd.append(2 * flops / _median_time(lambda y=y, x=x, w=w, gy=gy: torch.autograd.grad(
+            y, (x, w), gy, retain_graph=True), repeats=3))  # input grad + weight grad
+        shapes.append((batch * px * px, cout // groups, cin // groups * kernel * kernel))
+    peak, conv_half = fit_matmul_curve(shapes, fwd)
+    peak_bwd, bwd_half = fit_matmul_curve(shapes, bwd)
+    return {"conv_flops": peak, "conv_half_dim": conv_half, "conv_bwd_flops": peak_bwd,
+            "conv_bwd_half_dim": bwd_half}
+
+
+def _recurrent_rates(half: float) -> dict[str, float]:
+    """The fused CPU LSTM (oneDNN) forward and backward, FLOP/s divided by one time step's GEMM-shape
+    factor (``[batch, in + hidden] × [in + hidden, 4·hidden]``), as the simulator prices it."""
+    import torch
+
+    batch, seq, hidden = 16, 32, 128
+    lstm = torch.nn.LSTM(hidden, hidden, 1, batch_first=True)
+    x = torch.randn(batch, seq, hidden, requires_grad=True)
+    gemm = 2.0 * seq * batch * 2 * hidden * 4 * hidden
+    shape = _h(batch, half) * _h(4 * hidden, half) * _h(2 * hidden, half)
+    t = _median_time(lambda: lstm(x)[0].detach(), repeats=3)
+    y = lstm(x)[0]
+    g = torch.randn_like(y)
+    t_bwd = _median_time(lambda: torch.autograd.grad(y, [x, *lstm.parameters()], g, retain_graph=True),
+                         repeats=3)
+    return {"rnn_flops": gemm / t / shape, "rnn_bwd_flops": 2.0 * gemm / t_bwd / shape}
+
+
+def _bandwidth() -> float:
+    """Bytes per second (read + write) of copying a 256 MiB tensor: DRAM, not cache."""
+    import torch
+
+    src, dst = torch.randn(32 * 2**20), torch.empty(32 * 2**20)
+    return 2 * src.numel() * 4 / _median_time(lambda: dst.copy_(src), repeats=3, min_time=0.1)
+
+
+def measure_host(progress: bool = True) -> dict[str, float]:
+    """Run the microbenchmarks (≈20 s) and return the measured quantities (SI units)."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    bar = tqdm(total=7, desc="calibrating host", disable=not progress)
+    torch.manual_seed(0)
+    out = _matmul_rates()
+    half = out["eff_matmul_half_dim"]
+    for step in (_conv_rates, lambda: _recurrent_rates(half), lambda: {"hbm_bw": _bandwidth()}):
+        out.update(step())
+        bar.update()
+    out["op_overhead_s"] = _training_op_overhead()
     p = torch.empty(16 * 2**20)
-    rng = p.numel() / _median_time(lambda: p.bernoulli_(0.9), repeats=3, min_time=0.1)
+    out["rng_rate"] = p.numel() / _median_time(lambda: p.bernoulli_(0.9), repeats=3, min_time=0.1)
     g = torch.randn(4 * 2**20)
-    special = g.numel() / _median_time(lambda: F.gelu(g), repeats=3, min_time=0.1)
-    q = torch.randn(4, 4, 256, 32)
-    t_attn = _median_time(lambda: F.scaled_dot_product_attention(q, q, q, is_causal=True), repeats=3)
-    attention = 2 * 2.0 * q.numel() * 256 * 0.5 / t_attn  # QK^T and PV, causal half
-    rated = _rated_op_rates()
+    out["special_rate"] = g.numel() / _median_time(lambda: F.gelu(g), repeats=3, min_time=0.1)
+    bar.update()
+    out["attention_flops"] = _attention_rate()
+    out.update({f"rate_{k}": v for k, v in _rated_op_rates().items()})
+    bar.update()
     params = [torch.nn.Parameter(torch.randn(16)) for _ in range(64)]
     for p_ in params:
         p_.grad = torch.randn(16)
     opt = torch.optim.AdamW(params, lr=1e-4)
-    opt_tensor = _median_time(opt.step, repeats=3) / len(params)
-    bar.update()
+    out["optimizer_tensor_s"] = _median_time(opt.step, repeats=3) / len(params)
     size = 64 * 2**20
     warm = torch.empty(size // 4)
     t_warm = _median_time(lambda: warm.fill_(1.0), repeats=3, min_time=0.1)
     t_fresh = _median_time(lambda: torch.empty(size // 4).fill_(1.0), repeats=3, min_time=0.1)
-    first_touch = size / max(t_fresh - t_warm, 1e-9)
-    bar.update()
+    out["first_touch_bw"] = size / max(t_fresh - t_warm, 1e-9)
+    bar.update(2)
     bar.close()
-    return {"peak_flops_fp32": peak, "peak_flops_bf16": peak,
-            "peak_flops_cfloat8": peak,
-            "eff_matmul_half_dim": half, "conv_flops": conv_flops, "conv_bwd_flops": conv_bwd_flops,
-            "hbm_bw": bw, "op_overhead_s": overhead,
-            "rng_rate": rng, "first_touch_bw": first_touch, "special_rate": special,
-            "attention_flops": attention, "optimizer_tensor_s": opt_tensor,
-            **{f"rate_{k}": v for k, v in rated.items()}}
+    return out
+
+
+def _attention_rate() -> float:
+    """FLOP/s of the fused CPU flash-attention kernel (causal, head dim 32, 256 tokens)."""
+    import torch
+    import torch.nn.functional as F
+
+    q = torch.randn(4, 4, 256, 32)
+    t_attn = _median_time(lambda: F.scaled_dot_product_attention(q, q, q, is_causal=True), repeats=3)
+    return 2 * 2.0 * q.numel() * 256 * 0.5 / t_attn  # QK^T and PV, causal half
 
 
 def _training_op_overhead() -> float:
@@ -172,30 +228,74 @@ def _training_op_overhead() -> float:
     return _median_time(chain, repeats=5) / _Count.n
 
 
-def _rated_op_rates() -> dict[str, float]:
-    """Elements per second of each normalisation/pooling kernel (forward and backward) on typical sizes."""
+def _rated_cases() -> dict[str, tuple]:
+    """Rated op → (forward callable, tensor it differentiates to, name of the backward op or None, work
+    units per call). The work units are the simulator's (``sim.ops.RATED_OPS``): elements of the first
+    input, of the output for an embedding lookup, ``n log2(length)`` for FFTs and sorts."""
+    import math
+
     import torch
     import torch.nn.functional as F
 
-    out = {}
     x = torch.randn(8, 64, 32, 32, requires_grad=True)
     w, b = torch.ones(64, requires_grad=True), torch.zeros(64, requires_grad=True)
     t = torch.randn(64, 128, 256, requires_grad=True)
     lw, lb = torch.ones(256, requires_grad=True), torch.zeros(256, requires_grad=True)
-    cases = {
-        "native_batch_norm": (lambda: F.batch_norm(x, None, None, w, b, training=True), x),
-        "native_layer_norm": (lambda: F.layer_norm(t, (256,), lw, lb), t),
-        "native_group_norm": (lambda: F.group_norm(x, 8, w, b), x),
-        "max_pool2d_with_indices": (lambda: F.max_pool2d(x, 3, 2, 1), x),
+    table = torch.randn(20000, 32, requires_grad=True)
+    ids = torch.randint(0, 20000, (4096,))
+    img = torch.randn(8, 32, 64, 64)
+    spec = torch.fft.rfft2(img)
+    rows = torch.randn(512, 1024)
+    log_n, log_half = math.log2(64), math.log2(33)  # the last dimension of the image and of its rfft
+    aten = torch.ops.aten
+    return {
+        "native_batch_norm": (lambda: F.batch_norm(x, None, None, w, b, training=True), x,
+                              "native_batch_norm_backward", x.numel()),
+        "native_layer_norm": (lambda: F.layer_norm(t, (256,), lw, lb), t, "native_layer_norm_backward",
+                              t.numel()),
+        "native_group_norm": (lambda: F.group_norm(x, 8, w, b), x, "native_group_norm_backward", x.numel()),
+        "max_pool2d_with_indices": (lambda: F.max_pool2d(x, 3, 2, 1), x, "max_pool2d_with_indices_backward",
+                                    x.numel()),
+        "avg_pool2d": (lambda: F.avg_pool2d(x, 2), x, None, x.numel()),
+        "_adaptive_avg_pool2d": (lambda: F.adaptive_avg_pool2d(x, 1), x, None, x.numel()),
+        "upsample_nearest2d": (lambda: F.interpolate(x, scale_factor=2.0), x, "upsample_nearest2d_backward",
+                               x.numel()),
+        "_softmax": (lambda: torch.softmax(t, -1), t, "_softmax_backward_data", t.numel()),
+        "_log_softmax": (lambda: torch.log_softmax(t, -1), t, "_log_softmax_backward_data", t.numel()),
+        "embedding": (lambda: F.embedding(ids, table), table, "embedding_dense_backward", ids.numel() * 32),
+        "_fft_r2c": (lambda: aten._fft_r2c(img, [2, 3], 0, True), None, None, img.numel() * log_n),
+        "_fft_c2c": (lambda: aten._fft_c2c(spec, [2], 0, True), None, None, spec.numel() * log_half),
+        "_fft_c2r": (lambda: aten._fft_c2r(spec, [3], 0, 64), None, None, spec.numel() * log_half),
+        "sort": (lambda: torch.sort(rows, -1), None, None, rows.numel() * math.log2(1024)),
+        "cumsum": (lambda: torch.cumsum(rows, -1), None, None, rows.numel()),
     }
-    for name, (fn, inp) in cases.items():
-        out[name] = inp.numel() / _median_time(lambda fn=fn: fn().detach(), repeats=3)
+
+
+def _rated_op_rates() -> dict[str, float]:
+    """Work units per second of each rated kernel (forward, and backward where it has its own op).
+
+    A backward op's work units are its first input's elements: the forward output's gradient, which for
+    norms and softmax is the forward input's size; for an embedding it is the lookup's output."""
+    import torch
+
+    out = {}
+    for name, (fn, inp, backward, work) in _rated_cases().items():
+        out[name] = work / _median_time(lambda fn=fn: _detached(fn()), repeats=3)
+        if backward is None:
+            continue
         y = fn()
         g = torch.randn_like(y)
         t_bwd = _median_time(lambda y=y, g=g, inp=inp: torch.autograd.grad(y, inp, g, retain_graph=True),
                              repeats=3)
-        out[f"{name}_backward"] = inp.numel() / t_bwd
+        out[backward] = y.numel() / t_bwd
     return out
+
+
+def _detached(result: object) -> object:
+    """Drop the autograd graph of a benchmark's output (a tensor or a tuple of them)."""
+    if isinstance(result, tuple):
+        return tuple(r.detach() for r in result)
+    return result.detach()
 
 
 def _units(key: str) -> str:
@@ -204,7 +304,8 @@ def _units(key: str) -> str:
     return {"hbm_bw": "B/s", "first_touch_bw": "B/s", "op_overhead_s": "s",
             "rng_rate": "elements/s",
             "special_rate": "elements/s", "optimizer_tensor_s": "s",
-            "eff_matmul_half_dim": "elements"}.get(key, "FLOP/s")
+            "eff_matmul_half_dim": "elements", "conv_half_dim": "elements",
+            "conv_bwd_half_dim": "elements"}.get(key, "FLOP/s")
 
 
 def store(measured: dict[str, float], directory: Path | None = None) -> Path:

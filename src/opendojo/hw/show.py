@@ -48,10 +48,10 @@ def describe(name: str) -> str:
         lines.append(f"    device memory          {fmt(d.mem_bytes, 'B')} at {fmt(d.mem_bw, 'B/s')}")
         if d.spill_bytes:
             lines.append(f"    spill memory (HBM)     {fmt(d.spill_bytes, 'B')} at {fmt(d.spill_bw, 'B/s')}")
-        if s.family == "dojo":
+        if s.topology == "mesh2d":
             lines.append(f"    tile mesh              {s.mesh_shape[0]} x {s.mesh_shape[1]}, "
                          f"{fmt(s.link_bw, 'B/s')} per edge and direction")
-        if s.family == "gpu":
+        if s.topology == "nvlink+ib":
             lines.append(f"    NVLink domain          {s.scale_up_size} GPUs, "
                          f"{fmt(s.scale_up_bw, 'B/s')} per GPU; "
                          f"InfiniBand {fmt(s.scale_out_bw, 'B/s')} per GPU")

@@ -34,6 +34,12 @@ _REQUIRED_DEVICE = {
 }
 #: Active sweep overrides, ``{"part.field": value}`` (set only while a system is being built).
 _OVERRIDES: ContextVar[dict[str, float] | None] = ContextVar("hw_overrides", default=None)
+#: How an op's dispatch cost adds up: ``serial`` (eager CPU: every op, views too, pays ``op_overhead_s``
+#: in series) or ``launch-floor`` (GPU kernel launch, Dojo end-of-op barrier: an op lasts at least it).
+DISPATCH = ("serial", "launch-floor")
+#: How the optimizer step dispatches: a Python loop over tensors (``per-tensor``, eager CPU AdamW), one
+#: launch per template op for all tensors (``foreach``, CUDA's default AdamW), or per op (``per-op``).
+OPTIMIZER_DISPATCH = ("per-tensor", "foreach", "per-op")
 _EFFICIENCY = ("eff_matmul_max", "eff_matmul_half_dim", "eff_conv_max", "eff_mem_bw", "op_overhead_s")
 
 
@@ -49,6 +55,59 @@ class Part:
     quantities: dict[str, Quantity] = field(default_factory=dict)
     system: dict[str, object] | None = None
     hypothetical: bool = False
+    capabilities: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the simulator may assume about a device and its software, from the ``[capabilities]`` table of
+    the device's spec file (docs/hardware.md): adding a kind of system means adding files, not code.
+
+    ``usable_memory``: fraction of the device memory a model may use (CUDA context, NCCL buffers,
+    allocator slack, the OS); ``memory_name``: what that memory is called in messages; ``dispatch`` and
+    ``optimizer_dispatch``: :data:`DISPATCH`, :data:`OPTIMIZER_DISPATCH`; ``tensor_parallel``: the tensor-
+    parallel degrees worth trying (bounded by the scale-up domain where there is one); ``pipeline``:
+    whether pipeline stages are tried; ``overlap_communication``: whether gradient all-reduces overlap the
+    backward pass; ``precisions``: the precisions the device is modelled for; ``max_devices``: 0 for any
+    number, else the most devices a system of it can have."""
+
+    usable_memory: float
+    memory_name: str
+    dispatch: str
+    optimizer_dispatch: str
+    tensor_parallel: tuple[int, ...]
+    pipeline: bool
+    overlap_communication: bool
+    precisions: tuple[str, ...]
+    max_devices: int = 0
+
+
+def parse_capabilities(raw: dict, where: str) -> Capabilities:
+    """Validate a ``[capabilities]`` table; errors name the file and the field."""
+    from opendojo.errors import check_choice
+
+    fields = {f: raw.get(f) for f in Capabilities.__dataclass_fields__}
+    missing = [f for f, v in fields.items() if v is None and f != "max_devices"]
+    if missing:
+        raise ValueError(f"{where}: [capabilities] is missing {', '.join(missing)}")
+    usable = fields["usable_memory"]
+    if isinstance(usable, bool) or not isinstance(usable, (int, float)) or not 0 < usable <= 1:
+        raise ValueError(f"{where}: [capabilities] usable_memory = {usable!r} must be in (0, 1]")
+    try:
+        check_choice(f"{where}: [capabilities] dispatch", fields["dispatch"], DISPATCH)
+        check_choice(f"{where}: [capabilities] optimizer_dispatch", fields["optimizer_dispatch"],
+                     OPTIMIZER_DISPATCH)
+        for p in fields["precisions"]:
+            check_choice(f"{where}: [capabilities] precisions", p, PRECISIONS)
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+    tps = fields["tensor_parallel"]
+    if not isinstance(tps, list) or not tps or not all(isinstance(t, int) and t >= 1 for t in tps):
+        raise ValueError(f"{where}: [capabilities] tensor_parallel = {tps!r} must be a list of integers >= 1")
+    return Capabilities(float(usable), str(fields["memory_name"]), fields["dispatch"],
+                        fields["optimizer_dispatch"], tuple(tps), bool(fields["pipeline"]),
+                        bool(fields["overlap_communication"]), tuple(fields["precisions"]),
+                        int(fields["max_devices"] or 0))
 
 
 @dataclass(frozen=True)
@@ -81,6 +140,13 @@ class Device:
     special_rate: float | None = None
     op_rates: dict[str, float] = field(default_factory=dict)  # aten op name -> elements/s (host)
     optimizer_tensor_s: float | None = None
+    #: Fused recurrent layers (oneDNN LSTM on the host): FLOP/s forward and backward at the GEMM-shape
+    #: factor 1 (divided by the calibration shape's factor, like ``conv_flops``).
+    #: Half-dimensions of the conv curves (forward, backward) where measured; else ``eff_matmul_half_dim``.
+    conv_half_dim: float | None = None
+    conv_bwd_half_dim: float | None = None
+    rnn_flops: float | None = None
+    rnn_bwd_flops: float | None = None
     intra_ways: int = 1
     intra_link_bw: float = 0.0
 
@@ -100,6 +166,8 @@ class System:
     devices: int
     device: Device
     power_w: float
+    caps: Capabilities
+    topology: str = "single"
     link_bw: float = 0.0
     link_latency_s: float = 0.0
     scale_up_size: int = 1
@@ -112,6 +180,11 @@ class System:
     pointwise_fusion: bool = False
 
     @property
+    def capacity_bytes(self) -> float:
+        """Bytes per device a model may use: the usable share of device memory plus the spill memory."""
+        return self.device.mem_bytes * self.caps.usable_memory + self.device.spill_bytes
+
+    @property
     def peak_flops(self) -> dict[str, float]:
         """Whole-system peak FLOP/s per precision."""
         return {p: v * self.devices for p, v in self.device.peak_flops.items()}
@@ -120,10 +193,11 @@ class System:
         """The same system scaled to ``n`` devices (tiles, GPUs); per-device resources unchanged."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"nodes={n!r}: must be a positive integer number of devices")
-        if self.family == "cpu" and n != 1:
-            raise ValueError(f"nodes={n}: system {self.name!r} is a single host; only nodes=1 is allowed")
+        if self.caps.max_devices and n > self.caps.max_devices:
+            raise ValueError(f"nodes={n}: system {self.name!r} has at most {self.caps.max_devices} "
+                             f"device(s); allowed nodes=1..{self.caps.max_devices}")
         return replace(self, devices=n, power_w=self.power_w / self.devices * n,
-                       scale_up_size=min(self.scale_up_size, n) if self.family == "gpu" else 1,
+                       scale_up_size=min(self.scale_up_size, n),
                        mesh_shape=_mesh_shape(n))
 
 
@@ -180,11 +254,15 @@ def parse_part(raw: dict, where: str) -> Part:
             raise ValueError(f"{where}: [system] is missing field 'device' (the unit of parallelism)")
         system = {k: parse_quantity(v, where=where, field=f"system.{k}") if isinstance(v, dict) else v
                   for k, v in system.items()}
-    unknown = set(raw) - {"name", "kind", "description", "parts", "quantities", "system", "hypothetical"}
+    capabilities = raw.get("capabilities")
+    if capabilities is not None:
+        parse_capabilities(capabilities, where)
+    unknown = set(raw) - {"name", "kind", "description", "parts", "quantities", "system", "hypothetical",
+                          "capabilities"}
     if unknown:
         raise ValueError(f"{where}: unknown top-level fields {sorted(unknown)}")
     return Part(raw["name"], raw["kind"], raw["description"], where, dict(parts), quantities, system,
-                bool(raw.get("hypothetical", False)))
+                bool(raw.get("hypothetical", False)), capabilities)
 
 
 @cache
@@ -309,6 +387,21 @@ def _load_system(name: str, overrides: tuple[tuple[str, float], ...]) -> System:
         _OVERRIDES.reset(token)
 
 
+#: Optional measured device fields, each read from the quantity of the same name when a spec states it.
+MEASURED_FIELDS = ("conv_flops", "conv_bwd_flops", "rng_rate", "first_touch_bw", "attention_flops",
+                   "special_rate", "optimizer_tensor_s", "rnn_flops", "conv_half_dim", "conv_bwd_half_dim",
+                   "rnn_bwd_flops")
+
+
+def measured_device(name: str, q: dict[str, float], **common) -> Device:
+    """A GPU or host :class:`Device` from its quantities ``q`` (SI units): memory from ``hbm_*``, the
+    measured rates of :data:`MEASURED_FIELDS` where given, and the per-op element rates ``rate_<op>``.
+    ``common`` holds the fields every device has (peaks, efficiencies, power)."""
+    return Device(name, mem_bytes=q["hbm_bytes"], mem_bw=q["hbm_bw"], spill_bytes=0.0, spill_bw=0.0,
+                  op_rates={k.removeprefix("rate_"): v for k, v in q.items() if k.startswith("rate_")},
+                  **{k: q.get(k) for k in MEASURED_FIELDS}, **common)
+
+
 def _build_system(name: str) -> System:
     valid = list_systems()
     if name not in valid:
@@ -322,6 +415,10 @@ def _build_system(name: str) -> System:
     for key in _REQUIRED_DEVICE[fam] + _EFFICIENCY:
         if not has(dev, key):
             raise ValueError(f"{dpart.path}: missing field {key!r} (needed for a {fam} device)")
+    if dpart.capabilities is None:
+        raise ValueError(f"{dpart.path}: missing table [capabilities] (needed for a system's device)")
+    caps = parse_capabilities(dpart.capabilities, dpart.path)
+    topology = str(part.system.get("topology", "single"))
     q = {k: total(dev, k) for k in dpart.quantities.keys() | set(DERIVED_ONLY) if has(dev, k)}
     peak = {p: q.get(f"peak_flops_{p}", q["peak_flops_fp32"]) for p in PRECISIONS}
     power = total(name, "power_w")
@@ -338,20 +435,15 @@ def _build_system(name: str) -> System:
         device = Device(dev, mem_bytes=q["sram_bytes"], mem_bw=q["sram_bw"], spill_bytes=hbm / devices,
                         spill_bw=hbm_bw / devices, intra_ways=count_of(dev, dies),
                         intra_link_bw=total(dies, "edge_bw"), **common)
-        return System(name, fam, part.description, devices, device, power, link_bw=q["edge_bw"],
+        return System(name, fam, part.description, devices, device, power, caps, topology,
+                      link_bw=q["edge_bw"],
                       link_latency_s=q["hop_latency_s"], hypothetical=part.hypothetical or dpart.hypothetical,
                       mesh_shape=_mesh_shape(devices), coll_eff=_q(part, "coll_eff"), pointwise_fusion=True)
-    device = Device(dev, mem_bytes=q["hbm_bytes"], mem_bw=q["hbm_bw"], spill_bytes=0.0, spill_bw=0.0,
-                    conv_flops=q.get("conv_flops"), conv_bwd_flops=q.get("conv_bwd_flops"),
-                    rng_rate=q.get("rng_rate"),
-                    first_touch_bw=q.get("first_touch_bw"), attention_flops=q.get("attention_flops"),
-                    special_rate=q.get("special_rate"), optimizer_tensor_s=q.get("optimizer_tensor_s"),
-                    op_rates={k.removeprefix("rate_"): v for k, v in q.items() if k.startswith("rate_")},
-                    **common)
+    device = measured_device(dev, q, **common)
     if fam == "cpu":
-        return System(name, fam, part.description, devices, device, power)
+        return System(name, fam, part.description, devices, device, power, caps, topology)
     domain = part.system.get("scale_up_domain", dev)
-    return System(name, fam, part.description, devices, device, power,
+    return System(name, fam, part.description, devices, device, power, caps, topology,
                   link_latency_s=_q(part, "link_latency_s"), scale_up_size=count_of(domain, dev),
                   scale_up_bw=q["nvlink_bw"], scale_out_bw=q["nic_bw"], coll_eff=_q(part, "coll_eff"),
                   hypothetical=part.hypothetical, pointwise_fusion=True)

@@ -1,18 +1,19 @@
 """Built-in workloads by name, captured lazily (and once per process) on the meta device.
 
-``fsd-*`` come from the trainer's FSD network (:mod:`opendojo.models.fsd`), imported only when asked
-for, so the simulator works without it. GPT-family names are captured with 1 and 2 blocks and
-extrapolated to their depth (see :mod:`opendojo.sim.workload`).
+``fsd-*`` come from the FSD network (:mod:`opendojo.models.fsd`), imported only when asked for (it is
+part of the same package; importing it lazily keeps ``import opendojo.sim`` light). GPT-family names
+are captured with 1 and 2 blocks and extrapolated to their depth (see :mod:`opendojo.sim.workload`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 import json
+import logging
 import os
 import tempfile
+import zipfile
 from dataclasses import fields
 from functools import cache
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 
 from opendojo.sim.workload import Workload, capture_module, capture_scalable
+
+log = logging.getLogger(__name__)
 
 _VISION = {"resnet50": (16, "image 224x224", 256), "vit-b16": (12, "image 224x224", 64)}
 _FSD_PRESETS = ("tiny", "base", "large")
@@ -80,11 +83,8 @@ def _unet() -> Workload:
 
 def _fsd(name: str) -> Workload:
     preset = name.removeprefix("fsd-")
-    try:
-        fsd = importlib.import_module("opendojo.models.fsd")
-    except ImportError as e:
-        raise ValueError(f"workload {name!r} needs opendojo.models.fsd (the trainer's FSD network), "
-                         f"which is not importable: {e}") from e
+    from opendojo.models import fsd
+
     cfg = fsd.PRESETS[preset]
 
     def build(batch: int, depth: int):
@@ -114,8 +114,9 @@ def load_workload(name: str) -> Workload:
     if path is not None and path.is_file():
         try:
             return _read_cached(path)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is simply captured again
+        except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as e:
+            log.warning("workload cache %s is damaged (%s: %s); capturing %r again", path,
+                        type(e).__name__, e, name)
     w = _capture_builtin(name)
     if path is not None:
         _write_cached(w, path)
@@ -179,12 +180,24 @@ def _from_factory(spec: str) -> Workload:
         raise ValueError(f"workload {spec!r}: file {path!r} does not exist")
     mod_spec = importlib.util.spec_from_file_location(f"_opendojo_user_{Path(path).stem}", path)
     module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as e:  # the user's file: any error in it is theirs to fix, reported in one line
+        raise ValueError(f"workload {spec!r}: importing {path} raised {type(e).__name__}: {e}") from e
     factory = getattr(module, fn, None)
     if not callable(factory):
         raise ValueError(f"workload {spec!r}: {path} has no function {fn!r}")
-    with torch.device("meta"):
-        result = factory()
-    if not (isinstance(result, tuple) and len(result) == 2):
-        raise ValueError(f"workload {spec!r}: {fn}() must return (model, example_inputs), got {type(result)}")
-    return capture_module(result[0], result[1], name=spec)
+    try:
+        with torch.device("meta"):
+            result = factory()
+    except Exception as e:  # e.g. a .cuda() call on a machine without CUDA
+        raise ValueError(f"workload {spec!r}: {fn}() raised {type(e).__name__}: {e}") from e
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.nn.Module)):
+        got = type(result).__name__ if not isinstance(result, tuple) else (
+            "(" + ", ".join(type(r).__name__ for r in result) + ")")
+        raise ValueError(f"workload {spec!r}: {fn}() must return (nn.Module, example_inputs), got {got}")
+    try:
+        return capture_module(result[0], result[1], name=spec)
+    except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
+        raise ValueError(f"workload {spec!r}: one training step of {fn}()'s model could not be traced: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e

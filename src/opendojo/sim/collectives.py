@@ -56,11 +56,11 @@ def group_link(system: System, ranks: int, stride: int) -> Link:
     Ranks are laid out tensor-parallel innermost, then data-parallel, then pipeline: a TP group has
     stride 1, the DP group stride ``tp``, the PP group stride ``tp · dp``.
     """
-    if system.family == "gpu":
+    if system.topology == "nvlink+ib":
         inside = ranks * stride <= system.scale_up_size
         bw = system.scale_up_bw if inside else system.scale_out_bw
         return Link(bw * system.coll_eff, system.link_latency_s)
-    if system.family == "dojo":
+    if system.topology == "mesh2d":
         rows, cols = system.mesh_shape
         two_d = ranks > max(rows, cols) or (rows > 1 and cols > 1 and ranks >= 4)
         hops = max(1, stride if stride < cols else stride // cols)  # ring neighbours are this far apart

@@ -53,39 +53,43 @@ class PhaseTime:
         return PhaseTime(self.compute * k, self.memory * k, self.overhead * k)
 
 
-def _h(d: np.ndarray, half: float) -> np.ndarray:
+def _h(d: np.ndarray, half: float | np.ndarray) -> np.ndarray:
     d = np.maximum(d, 1.0)
     return d / (d + half)
 
 
-def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, family: str, *,
-               split: float = 1.0, mask: np.ndarray | None = None, fusion: bool = False) -> PhaseTime:
-    """Time of the ops selected by ``mask`` (default: all) of an evaluated op table (``Workload.at``).
-
-    ``split`` divides every op's work ``split`` ways (tensor parallelism: FLOPs, bytes and the GEMM ``n``
-    dimension shrink; the dispatch count does not). ``fusion`` models a pointwise-fusing compiler
-    (torch.compile): a pointwise op fed by another skips re-reading that input and launches no kernel.
-    """
-    kind, count = ops["kind"], ops["count"]
-    sel = np.ones(len(kind), dtype=bool) if mask is None else mask
-    is_opt = ops["phase"] == 2
-    scale = np.where(is_opt, 1.0, BYTE_SCALE[precision])  # optimizer runs on fp32 master weights
-    raw_bytes = ops["bytes"] - ops["fused_bytes"] if fusion and "fused_bytes" in ops else ops["bytes"]
-    flops, nbytes = ops["flops"] / split, raw_bytes * scale / split
+def _gemm_rates(ops: dict[str, np.ndarray], device: Device, precision: str, split: float) -> np.ndarray:
+    """FLOP/s of every op as a GEMM-like kernel (matmul, attention, conv, recurrent) or a vector op."""
+    kind = ops["kind"]
     gemm = (kind == KIND["matmul"]) | (kind == KIND["attention"])
-    conv = kind == KIND["conv"]
-    half = device.eff_matmul_half_dim
+    conv, rnn = kind == KIND["conv"], kind == KIND["recurrent"]
+    half = np.full(len(kind), device.eff_matmul_half_dim)
+    if device.conv_half_dim:
+        half = np.where(conv, np.where(ops["phase"] == 1, device.conv_bwd_half_dim or device.conv_half_dim,
+                                       device.conv_half_dim), half)
     shape_eff = _h(ops["m"], half) * _h(np.maximum(ops["n"] / split, 1.0), half) * _h(ops["k"], half)
     shape_eff = np.where(kind == KIND["attention"], 1.0, shape_eff)
     peak = device.peak_flops[precision]
     conv_peak = device.conv_flops if device.conv_flops else peak * device.eff_conv_max
     if device.conv_bwd_flops:
         conv_peak = np.where(ops["phase"] == 1, device.conv_bwd_flops, conv_peak)
-    rate = np.where(gemm, peak * device.eff_matmul_max, np.where(conv, conv_peak, device.vector_flops))
-    rate = np.where(gemm | conv, rate * shape_eff, rate)
+    rnn_peak = peak * device.eff_matmul_max
+    if device.rnn_flops:
+        rnn_peak = np.where(ops["phase"] == 1, device.rnn_bwd_flops or device.rnn_flops, device.rnn_flops)
+    rate = np.where(gemm, peak * device.eff_matmul_max,
+                    np.where(conv, conv_peak, np.where(rnn, rnn_peak, device.vector_flops)))
+    rate = np.where(gemm | conv | rnn, rate * shape_eff, rate)
     if device.attention_flops:
         rate = np.where(kind == KIND["attention"], device.attention_flops, rate)
-    t_compute = flops / rate
+    return rate
+
+
+def _measured_compute(ops: dict[str, np.ndarray], device: Device, flops: np.ndarray, split: float,
+                      t_compute: np.ndarray) -> np.ndarray:
+    """Where the device has measured rates for an op class (the host calibration), use them: RNG samples,
+    transcendental elements, and the element rate of each rated op (norms, pooling, softmax, gathers,
+    scatter-adds, FFTs, sorts — ``ops.RATED_OPS``)."""
+    kind = ops["kind"]
     if device.rng_rate:
         t_compute = np.where(kind == KIND["rng"], ops["rng"] / split / device.rng_rate, t_compute)
     if device.special_rate:
@@ -93,16 +97,44 @@ def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, famil
     if device.op_rates:
         rates = np.asarray([np.inf] + [device.op_rates.get(n, np.inf) for n in RATED_OPS])[ops["rated"]]
         t_compute = np.where(ops["rated"] > 0, ops["elements"] / split / rates, t_compute)
+    return t_compute
+
+
+def _memory_time(ops: dict[str, np.ndarray], device: Device, nbytes: np.ndarray, scale: np.ndarray,
+                 split: float) -> np.ndarray:
+    """Seconds of moving ``nbytes`` per op at the memory bandwidth, plus page-faulting fresh large
+    allocations (host)."""
     t_mem = nbytes / (device.mem_bw * device.eff_mem_bw)
     if device.first_touch_bw:
         out = ops["out_bytes"] * scale
         fresh = np.where(out >= MMAP_THRESHOLD_BYTES, out / split, 0.0)
         t_mem = t_mem + fresh / device.first_touch_bw
+    return t_mem
+
+
+def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, dispatch: str, *,
+               split: float = 1.0, mask: np.ndarray | None = None, fusion: bool = False) -> PhaseTime:
+    """Time of the ops selected by ``mask`` (default: all) of an evaluated op table (``Workload.at``).
+
+    ``split`` divides every op's work ``split`` ways (tensor parallelism: FLOPs, bytes and the GEMM ``n``
+    dimension shrink; the dispatch count does not). ``fusion`` models a pointwise-fusing compiler
+    (torch.compile): a pointwise op fed by another skips re-reading that input and launches no kernel.
+    ``dispatch``: the device's ``Capabilities.dispatch`` (``serial`` or ``launch-floor``).
+    """
+    kind, count = ops["kind"], ops["count"]
+    sel = np.ones(len(kind), dtype=bool) if mask is None else mask
+    is_opt = ops["phase"] == 2
+    scale = np.where(is_opt, 1.0, BYTE_SCALE[precision])  # optimizer runs on fp32 master weights
+    raw_bytes = ops["bytes"] - ops["fused_bytes"] if fusion and "fused_bytes" in ops else ops["bytes"]
+    flops, nbytes = ops["flops"] / split, raw_bytes * scale / split
+    t_gemm = flops / _gemm_rates(ops, device, precision, split)
+    t_compute = _measured_compute(ops, device, flops, split, t_gemm)
+    t_mem = _memory_time(ops, device, nbytes, scale, split)
     free = (kind == KIND["view"]) | (kind == KIND["scalar"])
     t_compute = np.where(free, 0.0, t_compute)
     t_mem = np.where(free, 0.0, t_mem)
     busy = np.maximum(t_compute, t_mem)
-    if family == "cpu":
+    if dispatch == "serial":  # eager CPU: every op, views too, pays its dispatch in series
         overhead = np.full(len(kind), device.op_overhead_s)
     else:  # GPU kernel launch floor; Dojo: the end-of-op barrier across the tile
         launched = ~free & ~((ops["fused"] > 0) if fusion and "fused" in ops else np.zeros(len(kind), bool))

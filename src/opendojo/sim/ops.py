@@ -1,10 +1,14 @@
 """What one aten op costs: its kind, FLOPs, bytes moved and matmul shape.
 
-The formulas follow ``torch.utils.flop_counter`` where it has them (mm, addmm, bmm, convolution and its
-backward) and add the ones it lacks in torch 2.13 — the CPU flash-attention kernels
-(``_scaled_dot_product_flash_attention_for_cpu`` and its backward), which FlopCounterMode counts as zero.
-Bytes are the sizes of the tensors an op reads and writes (views move nothing); normalisation ops read
-their input twice (one pass for the statistics, one to normalise).
+Every op belongs to an **op class** (``KINDS``) and each class has its own cost model on every device
+(:mod:`opendojo.sim.device_time`). The FLOP formulas follow ``torch.utils.flop_counter`` where it has them
+(mm, addmm, bmm, convolution and its backward) and add the ones it lacks in torch 2.13 — the CPU
+flash-attention kernels and the fused CPU LSTM (oneDNN's ``mkldnn_rnn_layer``), which FlopCounterMode
+counts as zero. Bytes are the sizes of the tensors an op reads and writes (views move nothing);
+normalisation ops read their input twice (one pass for the statistics, one to normalise).
+
+An op that falls in no class is kind ``unknown``: it is timed like a memory-bound elementwise op and the
+simulator names it, with its count and estimated share of the step, in the result's ``notes``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
 #: Op kinds; the step-time model has one cost curve per kind.
-KINDS = ("matmul", "conv", "attention", "elementwise", "norm", "rng", "view", "scalar", "special")
+KINDS = ("matmul", "conv", "attention", "elementwise", "norm", "rng", "view", "scalar", "special", "softmax",
+         "recurrent", "gather", "scatter", "fft", "sort", "pool", "copy", "reduction", "unknown")
 KIND = {k: i for i, k in enumerate(KINDS)}
 #: Kinds a pointwise-fusing compiler merges into one kernel when one feeds the next.
 POINTWISE_KINDS = (KIND["elementwise"], KIND["special"], KIND["rng"])
@@ -30,28 +35,65 @@ _RNG = {_aten.bernoulli_, _aten.bernoulli, _aten.normal_, _aten.uniform_, _aten.
         _aten.rand_like, _aten.randn_like, _aten.randint, _aten.rand, _aten.randn, _aten.random_}
 _NORM = {_aten.native_batch_norm, _aten.native_batch_norm_backward, _aten.native_layer_norm,
          _aten.native_layer_norm_backward, _aten.native_group_norm, _aten.native_group_norm_backward,
-         _aten._native_batch_norm_legit, _aten._native_batch_norm_legit_functional,
-         _aten._softmax, _aten._softmax_backward_data, _aten._log_softmax, _aten._log_softmax_backward_data,
-         _aten._safe_softmax}
+         _aten._native_batch_norm_legit, _aten._native_batch_norm_legit_functional}
+_SOFTMAX = {_aten._softmax, _aten._softmax_backward_data, _aten._log_softmax,
+            _aten._log_softmax_backward_data, _aten._safe_softmax}
+#: Row gathers (embedding lookup) and their backward, a scatter-add into the table (sorted by index on CPU).
+_GATHER = {_aten.embedding, _aten.index_select, _aten.gather, _aten.index, _aten.take_along_dim}
+_SCATTER = {_aten.embedding_dense_backward, _aten.index_add, _aten.index_add_, _aten.scatter_add,
+            _aten.scatter_add_, _aten.index_put, _aten.index_put_, _aten._index_put_impl_}
+_FFT = {_aten._fft_r2c, _aten._fft_c2r, _aten._fft_c2c}
+#: Sorting and scans: ``n log n`` (sort, top-k) or a sequential pass (cumulative sums).
+_SORT = {_aten.sort, _aten.topk, _aten.argsort, _aten.cumsum, _aten.cumprod, _aten.cummax, _aten.cummin,
+         _aten.msort}
+_POOL = {_aten.max_pool2d_with_indices, _aten.max_pool2d_with_indices_backward, _aten.avg_pool2d,
+         _aten.avg_pool2d_backward, _aten._adaptive_avg_pool2d, _aten._adaptive_avg_pool2d_backward,
+         _aten.upsample_nearest2d, _aten.upsample_nearest2d_backward, _aten.upsample_bilinear2d,
+         _aten.upsample_bilinear2d_backward, _aten.max_pool3d_with_indices, _aten.avg_pool3d}
+#: Data movement without arithmetic: copies, concatenation, padding, fresh constant tensors.
+_COPY = {_aten.clone, _aten.copy_, _aten._to_copy, _aten.cat, _aten.stack, _aten.constant_pad_nd,
+         _aten.zeros, _aten.zeros_like, _aten.ones, _aten.ones_like, _aten.full, _aten.full_like, _aten.fill_,
+         _aten.zero_, _aten.new_zeros, _aten.new_ones, _aten.new_full, _aten.scalar_tensor, _aten.arange,
+         _aten.repeat, _aten.roll, _aten.flip, _aten.tril, _aten.triu, _aten.select_backward,
+         _aten.slice_backward, _aten.unsafe_split, _aten.unsafe_chunk, _aten.contiguous,
+         _aten.lift_fresh_copy, _aten._unsafe_index, _aten.masked_fill, _aten.masked_fill_, _aten.index_fill_,
+         _aten.split_with_sizes_copy,
+         _aten.unfold, _aten.im2col, _aten.col2im, _aten.pixel_shuffle, _aten.tile, _aten.linspace,
+         _aten.eye, _aten.resize_, _aten.set_}
 _VIEW = {_aten.view, _aten._unsafe_view, _aten.t, _aten.transpose, _aten.permute, _aten.expand,
          _aten.detach, _aten.alias, _aten.as_strided, _aten.slice, _aten.select, _aten.split,
          _aten.split_with_sizes, _aten.unsqueeze, _aten.squeeze, _aten.unbind, _aten.chunk,
          _aten.lift_fresh, _aten.empty, _aten.empty_like, _aten.empty_strided, _aten.new_empty_strided,
          _aten.new_empty, _aten._reshape_alias, _aten.unflatten, _aten.flatten, _aten.diagonal,
-         _aten.narrow, _aten.view_as_real, _aten.view_as_complex, _aten.expand_as, _aten.reshape}
+         _aten.narrow, _aten.view_as_real, _aten.view_as_complex, _aten.expand_as, _aten.reshape,
+         _aten._conj, _aten.transpose_, _aten.t_, _aten.squeeze_, _aten.unsqueeze_, _aten.as_strided_}
 #: Elementwise ops with a transcendental function per element: compute-bound on a CPU.
 _SPECIAL = {_aten.gelu, _aten.gelu_backward, _aten.silu, _aten.silu_backward, _aten.exp, _aten.log,
             _aten.tanh, _aten.tanh_backward, _aten.sigmoid, _aten.sigmoid_backward, _aten.erf, _aten.sin,
             _aten.cos, _aten.log_sigmoid_forward}
-_SCALAR = {_aten._local_scalar_dense, _aten.is_nonzero, _aten.sym_size, _aten.sym_numel}
+_SCALAR = {_aten._local_scalar_dense, _aten.is_nonzero, _aten.sym_size, _aten.sym_numel, _aten.item,
+           _aten.equal, _aten.is_same_size}
+#: Profiler markers (``torch.ops.profiler``) that modules such as ``nn.MultiheadAttention`` emit: no work.
+_MARKERS = ("_record_function_enter", "_record_function_enter_new", "_record_function_exit")
+#: Pointwise ops whose aten schema lacks the ``pointwise`` tag (activation backwards).
+_ELEMENTWISE = {_aten.hardtanh_backward, _aten.leaky_relu_backward, _aten.elu_backward,
+                _aten.hardswish_backward, _aten.hardsigmoid_backward, _aten.softplus_backward,
+                _aten.mish_backward, _aten.threshold_backward}
+#: Ops of the fused CPU LSTM (recorded by :func:`opendojo.sim.workload.capture_module`'s LSTM hook).
+RECURRENT_OPS = ("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward")
 
 
 #: Ops whose throughput the host calibration measures individually (elements of the first input per
 #: second): normalisation and pooling kernels on a CPU run far from both the FLOP and the bandwidth roof.
+#: The work counted for each is in ``elements``: elements of the first input, of the output for gathers,
+#: and ``elements · log2(length)`` for FFTs and sorts (their ``n log n``).
 RATED_OPS = ("native_batch_norm", "native_batch_norm_backward", "native_layer_norm",
              "native_layer_norm_backward",
              "native_group_norm", "native_group_norm_backward", "max_pool2d_with_indices",
-             "max_pool2d_with_indices_backward")
+             "max_pool2d_with_indices_backward", "_softmax", "_softmax_backward_data", "_log_softmax",
+             "_log_softmax_backward_data", "embedding", "embedding_dense_backward", "_fft_r2c", "_fft_c2r",
+             "_fft_c2c", "sort", "cumsum", "_adaptive_avg_pool2d", "avg_pool2d", "upsample_nearest2d",
+             "upsample_nearest2d_backward")
 _RATED = {name: i + 1 for i, name in enumerate(RATED_OPS)}
 
 
@@ -90,14 +132,51 @@ def _matmul_shape(func, args: tuple) -> tuple[int, int, int, int]:
     return 1, a.shape[0], b.shape[-1], a.shape[-1]
 
 
-def _conv_shape(args: tuple, out: object) -> tuple[int, int, int, int]:
-    """Implicit-GEMM view of a convolution: ``m`` = batch × output pixels, ``n`` = out channels, ``k`` =
-    in channels / groups × kernel volume."""
-    x, w = args[0], args[1]
+def _conv_shape(func, args: tuple) -> tuple[int, int, int, int]:
+    """Implicit-GEMM view of a convolution: ``m`` = batch × output pixels, ``n`` = out channels per group,
+    ``k`` = in channels per group × kernel volume (a depthwise conv is ``groups`` GEMMs with ``k = 9``).
+    The backward op takes ``(grad_output, input, weight, ...)``; its GEMMs have the forward's shape."""
+    backward = func.overloadpacket is _aten.convolution_backward
+    x, w = (args[1], args[2]) if backward else (args[0], args[1])
     if x.dim() < 3:
         return 1, 1, 1, 1
-    pixels = math.prod(x.shape[2:])  # backward: same order of magnitude; shape only drives efficiency
-    return 1, x.shape[0] * pixels, w.shape[0], math.prod(w.shape[1:])
+    # groups: argument 9 of convolution_backward (before output_mask), 8 of convolution
+    position = 9 if backward else 8
+    groups = args[position] if len(args) > position and isinstance(args[position], int) else 1
+    pixels = math.prod(x.shape[2:])  # input pixels: the output's within the stride factor
+    groups = max(int(groups), 1)
+    return groups, x.shape[0] * pixels, max(w.shape[0] // groups, 1), math.prod(w.shape[1:])
+
+
+def _classify(packet, func) -> str:
+    """The op class of an aten op (``KINDS``); ``unknown`` if none claims it."""
+    if packet.__name__ in _MARKERS:
+        return "scalar"
+    for kind, members in (("view", _VIEW), ("scalar", _SCALAR), ("matmul", _MATMUL), ("conv", _CONV),
+                          ("attention", _ATTN), ("rng", _RNG), ("special", _SPECIAL), ("norm", _NORM),
+                          ("softmax", _SOFTMAX), ("gather", _GATHER), ("scatter", _SCATTER), ("fft", _FFT),
+                          ("sort", _SORT), ("pool", _POOL), ("copy", _COPY)):
+        if packet in members:
+            return kind
+    tags = getattr(func, "tags", ())
+    if packet in _ELEMENTWISE or torch.Tag.pointwise in tags:
+        return "elementwise"
+    if torch.Tag.reduction in tags:
+        return "reduction"
+    return "unknown"
+
+
+def _work(kind: str, ins: list[torch.Tensor], outs: list[torch.Tensor]) -> float:
+    """Work units of a rated op: elements of its first input; of its output for gathers (the first input
+    is the table); ``n log2(length)`` over the last dimension for FFTs and sorts."""
+    if kind == "gather":
+        return float(sum(t.numel() for t in outs))
+    first = ins[0] if ins else None
+    if first is None:
+        return 0.0
+    if kind in ("fft", "sort") and first.dim():
+        return float(first.numel() * max(math.log2(max(first.shape[-1], 2)), 1.0))
+    return float(first.numel())
 
 
 def op_cost(func, args: tuple, kwargs: dict, out: object) -> dict[str, float]:
@@ -107,32 +186,45 @@ def op_cost(func, args: tuple, kwargs: dict, out: object) -> dict[str, float]:
     in_bytes = sum(_nbytes(t) for t in ins)
     inplace = packet.__name__.endswith("_") and bool(ins)
     out_bytes = 0 if inplace else sum(_nbytes(t) for t in outs)
-    rec = {"kind": KIND["elementwise"], "flops": 0.0, "bytes": float(in_bytes + out_bytes + (
+    kind = _classify(packet, func)
+    rec = {"kind": KIND[kind], "flops": 0.0, "bytes": float(in_bytes + out_bytes + (
         sum(_nbytes(t) for t in outs) if inplace else 0)), "out_bytes": float(out_bytes),
         "b": 1, "m": 0, "n": 0, "k": 0, "rng": 0.0, "rated": _RATED.get(packet.__name__, 0),
-        "elements": float(ins[0].numel() if ins else 0)}
-    if packet in _VIEW:
-        rec.update(kind=KIND["view"], bytes=0.0, out_bytes=0.0)
-    elif packet in _SCALAR:
-        rec.update(kind=KIND["scalar"], bytes=0.0, out_bytes=0.0)
-    elif packet in _MATMUL:
+        "elements": _work(kind, ins, outs)}
+    if kind in ("view", "scalar"):
+        rec.update(bytes=0.0, out_bytes=0.0)
+    elif kind == "matmul":
         b, m, n, k = _matmul_shape(func, args)
-        rec.update(kind=KIND["matmul"], flops=float(flop_registry[packet](*args, **kwargs, out_val=out)),
-                   b=b, m=m, n=n, k=k)
-    elif packet in _CONV:
-        b, m, n, k = _conv_shape(args, out)
-        rec.update(kind=KIND["conv"], flops=float(flop_registry[packet](*args, **kwargs, out_val=out)),
-                   b=b, m=m, n=n, k=k)
-    elif packet in _ATTN:
-        rec.update(kind=KIND["attention"], flops=_attention_flops(func, args, kwargs))
-    elif packet in _RNG:
-        rec.update(kind=KIND["rng"], rng=float(sum(t.numel() for t in outs) or sum(t.numel() for t in ins)))
-    elif packet in _SPECIAL:
-        rec.update(kind=KIND["special"], flops=float(max((t.numel() for t in outs), default=0)))
-    elif packet in _NORM:
+        rec.update(flops=float(flop_registry[packet](*args, **kwargs, out_val=out)), b=b, m=m, n=n, k=k)
+    elif kind == "conv":
+        b, m, n, k = _conv_shape(func, args)
+        rec.update(flops=float(flop_registry[packet](*args, **kwargs, out_val=out)), b=b, m=m, n=n, k=k)
+    elif kind == "attention":
+        rec.update(flops=_attention_flops(func, args, kwargs))
+    elif kind == "rng":
+        rec.update(rng=float(sum(t.numel() for t in outs) or sum(t.numel() for t in ins)))
+    elif kind == "norm":
         first = ins[0] if ins else None
-        rec.update(kind=KIND["norm"], bytes=rec["bytes"] + (_nbytes(first) if first is not None else 0),
+        rec.update(bytes=rec["bytes"] + (_nbytes(first) if first is not None else 0),
                    flops=float(5 * (first.numel() if first is not None else 0)))
     else:
         rec["flops"] = float(max((t.numel() for t in outs), default=0))
     return rec
+
+
+def recurrent_cost(phase: int, *, seq: int, batch: int, inputs: int, hidden: int, layers: int,
+                   directions: int, gates: int = 4) -> dict[str, float]:
+    """Cost record of a fused recurrent layer stack (oneDNN LSTM on CPU), forward (``phase`` 0) or
+    backward (1): per layer, direction and time step one ``[batch, inputs + hidden] × [.., gates·hidden]``
+    GEMM (backward: two, for the data and the weight gradients), plus the gate arithmetic. The GEMM shape
+    of the recorded op is one time step's; ``flops`` and ``bytes`` cover the whole sequence."""
+    flops, nbytes = 0.0, 0.0
+    for layer in range(layers):
+        width = (inputs if layer == 0 else hidden * directions) + hidden
+        gemm = 2.0 * seq * batch * width * gates * hidden * directions
+        flops += gemm * (2.0 if phase else 1.0) + 10.0 * seq * batch * gates * hidden * directions
+        nbytes += 4.0 * (seq * batch * (width + (gates + 2) * hidden) + width * gates * hidden) * directions
+    return {"kind": KIND["recurrent"], "flops": flops, "bytes": nbytes,
+            "out_bytes": 4.0 * seq * batch * hidden,
+            "b": 1, "m": batch, "n": gates * hidden, "k": inputs + hidden, "rng": 0.0,
+            "rated": 0, "elements": 0.0, "phase": phase, "fused_bytes": 0.0, "fused": 0}

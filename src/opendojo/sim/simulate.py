@@ -12,21 +12,22 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from opendojo.hw.system import PRECISIONS, System, load_system
+from opendojo.hw.system import PRECISIONS, System, count_of, load_system, total
 from opendojo.sim.catalog import load_workload
 from opendojo.sim.layout import Layout, parse_parallel
 from opendojo.sim.result import SimResult
-from opendojo.sim.step import USABLE_MEMORY, StepEstimate, estimate_step, memory_per_device
+from opendojo.sim.step import StepEstimate, estimate_step, memory_per_device
 from opendojo.sim.workload import Workload
 
-H100_PEAK_BF16 = 989.4e12  # FLOP/s, NVIDIA H100 SXM datasheet (hw/specs/h100.toml)
-H100_DGX_W_PER_GPU = 10200.0 / 8  # W, DGX H100 system power per GPU (hw/specs/h100-dgx.toml)
+#: One H100 SXM's dense BF16 peak (FLOP/s) and a DGX H100's power per GPU (W), from hw/specs.
+H100_PEAK_BF16 = total("h100", "peak_flops_bf16")
+H100_DGX_W_PER_GPU = total("h100-dgx", "power_w") / count_of("h100-dgx", "h100")
 H100_EQ_DEFINITIONS = {
-    "peak": "peak BF16 FLOP/s / 989.4 TFLOP/s (one H100 SXM)",
+    "peak": f"peak BF16 FLOP/s / {H100_PEAK_BF16 / 1e12:.1f} TFLOP/s (one H100 SXM)",
     "delivered": "samples/s on this workload / samples/s per H100 on the same workload and batch "
                  "(the best of H100 clusters of about equal peak, each with its own best layout; batch "
                  "also rounded up to a multiple of the GPU count)",
-    "power": "system power / 1,275 W (DGX H100 power per GPU)",
+    "power": f"system power / {H100_DGX_W_PER_GPU:,.0f} W (DGX H100 power per GPU)",
 }
 
 
@@ -37,12 +38,8 @@ def _divisors(n: int) -> list[int]:
 def _candidates(w: Workload, s: System, batch: int, fixed: dict[str, int]) -> list[Layout]:
     n = s.devices
     transformer = w.tp_bytes_per_sample > 0
-    if s.family == "cpu":
-        tps = [1]
-    elif s.family == "gpu":
-        tps = [t for t in (1, 2, 4, 8, 16) if t <= max(s.scale_up_size, 1) and n % t == 0]
-    else:
-        tps = [t for t in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16) if n % t == 0]
+    # Tensor parallelism stays inside the scale-up (NVLink) domain where the system has one.
+    tps = [t for t in s.caps.tensor_parallel if n % t == 0 and (s.scale_up_size <= 1 or t <= s.scale_up_size)]
     if not transformer:
         tps = [1]
     if "tp" in fixed:
@@ -51,7 +48,7 @@ def _candidates(w: Workload, s: System, batch: int, fixed: dict[str, int]) -> li
     for tp in tps:
         if n % tp:
             continue
-        pps = [p for p in _divisors(n // tp) if p <= w.layers] if s.family != "cpu" else [1]
+        pps = [p for p in _divisors(n // tp) if p <= w.layers] if s.caps.pipeline else [1]
         if "pp" in fixed:
             pps = [fixed["pp"]]
         for pp in pps:
@@ -119,7 +116,7 @@ def best_step(w: Workload, s: System, batch: int, precision: str, parallel=None,
     if not cands:
         raise ValueError(_explain_no_layout(w, s, batch, fixed))
     best, smallest, memo = None, None, {}
-    capacity = s.device.mem_bytes * USABLE_MEMORY[s.family] + s.device.spill_bytes
+    capacity = s.capacity_bytes
     # Two stages: every layout without interleaving, then interleaving (vp > 1) only for the few fastest
     # (interleaving shrinks the bubble, adds sends and memory; it never rescues a layout that does not fit).
     first = cands if "vp" in fixed else [c for c in cands if c.vp == 1]
@@ -133,10 +130,10 @@ def best_step(w: Workload, s: System, batch: int, precision: str, parallel=None,
             mem = memory_per_device(w, layout, precision, batch // layout.dp // layout.microbatch,
                                     fused=s.pointwise_fusion)
             need = sum(mem.values())
-            if layout.zero == 2 and s.family != "dojo" and "zero" not in fixed and check_memory:
+            if layout.zero == 2 and not s.device.spill_bytes and "zero" not in fixed and check_memory:
                 # ZeRO-2 only saves memory; its step is never faster than ZeRO-1's (the same work, more
-                # DP traffic), so time it only where ZeRO-1 does not fit. (On Dojo less memory means
-                # less spill traffic, so both are timed.)
+                # DP traffic), so time it only where ZeRO-1 does not fit. (Where memory spills, as on
+                # Dojo, less memory means less spill traffic, so both are timed.)
                 z1 = memory_per_device(w, replace(layout, zero=1), precision,
                                        batch // layout.dp // layout.microbatch, fused=s.pointwise_fusion)
                 if sum(z1.values()) <= capacity:
@@ -152,8 +149,7 @@ def best_step(w: Workload, s: System, batch: int, precision: str, parallel=None,
                     best = est
     if best is None:
         layout, _, mem = smallest
-        where = ("SRAM + its share of DIP HBM" if s.family == "dojo" else
-                 "HBM" if s.family == "gpu" else "RAM")
+        where = s.caps.memory_name
         raise ValueError(
             f"{w.name!r} fits nowhere on {s.name!r} ({s.devices} x {s.device.name}) at batch {batch}, "
             f"{precision}: the leanest layout ({layout.describe()}) needs "
@@ -241,8 +237,9 @@ def simulate(workload: str | Workload, system: str | System, *, nodes: int | Non
     w, s = _resolve(workload, system, nodes)
     if fusion is not None:
         s = replace(s, pointwise_fusion=bool(fusion))
-    if s.family == "cpu" and precision != "fp32":
-        raise ValueError(f"precision={precision!r} on the host: the host model is calibrated for fp32 only")
+    if precision not in s.caps.precisions:
+        raise ValueError(f"precision={precision!r} on {s.name!r}: allowed {', '.join(s.caps.precisions)} "
+                         f"(the precisions its device model covers)")
     if batch is None:
         batch = _default_batch(w, s)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -272,8 +269,3 @@ def simulate(workload: str | Workload, system: str | System, *, nodes: int | Non
                           "all": eq},
         hypothetical=s.hypothetical, notes=list(w.notes) + est.notes)
 
-
-def memory_needed(workload: str | Workload, layout: Layout, precision: str = "bf16") -> float:
-    """Bytes per device a layout needs (weights, master, grads, optimizer, activations)."""
-    w = workload if isinstance(workload, Workload) else load_workload(workload)
-    return sum(memory_per_device(w, layout, precision).values())

@@ -35,8 +35,6 @@ from opendojo.sim.layout import Layout
 from opendojo.sim.ops import KIND
 from opendojo.sim.workload import Workload
 
-#: Fraction of device memory usable by the model (CUDA context, NCCL buffers, allocator slack; the OS).
-USABLE_MEMORY = {"gpu": 0.95, "cpu": 0.9, "dojo": 1.0}
 #: Spill order on Dojo with the accesses per step each byte costs (read = 1, write = 1).
 _SPILL_ORDER = (("optimizer", 2.0), ("master", 2.0), ("activations", 2.0), ("grads", 2.0), ("weights", 3.0))
 
@@ -116,12 +114,12 @@ def _split_time(ops: dict, s: System, precision: str, layout: Layout, mask) -> P
     """Table time of the ops in ``mask`` split ``tp`` ways; without sequence parallelism the norms run
     whole on every TP rank (they sit outside the tensor-parallel GEMMs)."""
     if layout.tp == 1 or layout.sp:
-        return table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask,
+        return table_time(ops, s.device, precision, s.caps.dispatch, split=layout.tp, mask=mask,
                           fusion=s.pointwise_fusion)
     norm = ops["kind"] == KIND["norm"]
-    return (table_time(ops, s.device, precision, s.family, split=layout.tp, mask=mask & ~norm,
+    return (table_time(ops, s.device, precision, s.caps.dispatch, split=layout.tp, mask=mask & ~norm,
                        fusion=s.pointwise_fusion)
-            + table_time(ops, s.device, precision, s.family, split=1, mask=mask & norm,
+            + table_time(ops, s.device, precision, s.caps.dispatch, split=1, mask=mask & norm,
                          fusion=s.pointwise_fusion))
 
 
@@ -151,65 +149,78 @@ def _stage_time(w: Workload, ops: dict, s: System, precision: str, layout: Layou
     return per_block.scaled(math.ceil(w.layers / layout.pp)) + base
 
 
-def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision: str,
-                  memo: dict | None = None) -> StepEstimate:
-    """Predict one step of ``w`` on ``s`` with ``layout`` at global ``batch`` (samples) and ``precision``.
+def unknown_op_notes(w: Workload, ops: dict, s: System, precision: str, step_time_s: float) -> list[str]:
+    """One note per op that no op class claims (kind ``unknown``): its name, count per step and estimated
+    share of the step. Such an op is timed as a memory-bound elementwise op; the note says so."""
+    unknown = ops["kind"] == KIND["unknown"]
+    if not np.any(unknown):
+        return []
+    names = np.asarray(w.op_names)
+    notes = []
+    for name in sorted(set(names[unknown])):
+        mask = unknown & (names == name)
+        t = table_time(ops, s.device, precision, s.caps.dispatch, mask=mask, fusion=s.pointwise_fusion).total
+        count = float(np.sum(ops["count"][mask]))
+        notes.append(f"unknown op aten.{name}: {count:.0f} per step, estimated {100 * t / step_time_s:.1f} % "
+                     f"of the step (no cost model for its class; timed as a memory-bound elementwise op)")
+    return notes
 
-    ``memo``: a dict shared by the calls of one layout search (same workload, system and precision)."""
+
+def _micro_batches(w: Workload, s: System, layout: Layout, batch: int) -> int:
+    """Micro-batches per data-parallel replica; a one-line error naming the constraint a layout breaks."""
     if layout.devices != s.devices:
         raise ValueError(f"parallel layout dp*tp*pp = {layout.dp}*{layout.tp}*{layout.pp} = {layout.devices} "
                          f"does not match the {s.devices} devices of {s.name!r}")
     if batch % layout.dp:
         raise ValueError(f"batch={batch} is not divisible by dp={layout.dp}")
     per_replica = batch // layout.dp
-    u = layout.microbatch
-    if per_replica % u:
+    if per_replica % layout.microbatch:
         raise ValueError(f"batch per data-parallel replica ({per_replica}) is not divisible by "
-                         f"microbatch={u}")
-    m = per_replica // u
+                         f"microbatch={layout.microbatch}")
+    m = per_replica // layout.microbatch
     if layout.vp > 1 and (m % layout.pp or layout.pp * layout.vp > w.layers):
         raise ValueError(f"vp={layout.vp} needs the micro-batch count ({m}) to be a multiple of "
                          f"pp={layout.pp} and pp*vp <= {w.layers} blocks")
-    if memo is not None and ("ops", u) in memo:
-        ops = memo[("ops", u)]
-    else:
-        ops = w.at(u)
-        if memo is not None:
-            memo[("ops", u)] = ops
-    phase = ops["phase"]
-    fam = s.family
-    fwd = _stage_time(w, ops, s, precision, layout, phase == 0, memo, "fwd")
-    bwd = _stage_time(w, ops, s, precision, layout, phase == 1, memo, "bwd")
-    if layout.recompute:
-        bwd = bwd + fwd
+    return m
+
+
+def _memoised(memo: dict | None, key: object, compute):
+    """``compute()``, cached in ``memo`` under ``key`` when a layout search shares one."""
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
+def _optimizer_time(w: Workload, s: System, ops: dict, precision: str, layout: Layout,
+                    memo: dict | None) -> PhaseTime:
+    """The optimizer step on this device's parameter shard. Its compute and memory time scale as 1/shard;
+    its dispatch cost follows the device's ``optimizer_dispatch`` capability."""
+    opt_mask = ops["phase"] == 2
+    full = _memoised(memo, ("opt", layout.microbatch), lambda: table_time(
+        ops, s.device, precision, s.caps.dispatch, mask=opt_mask, fusion=s.pointwise_fusion))
     shard = layout.tp * layout.pp * (layout.dp if layout.zero else 1)
-    # The optimizer's work is elementwise over this device's parameter shard: its compute and memory
-    # time scale as 1/shard (dispatch cost is set per family below or is zero), so time it once.
-    okey = ("opt", u)
-    if memo is not None and okey in memo:
-        opt_full = memo[okey]
-    else:
-        opt_full = table_time(ops, s.device, precision, fam, mask=phase == 2, fusion=s.pointwise_fusion)
-        if memo is not None:
-            memo[okey] = opt_full
-    opt = PhaseTime(opt_full.compute / shard, opt_full.memory / shard, opt_full.overhead)
-    if fam == "cpu" and s.device.optimizer_tensor_s:
-        # Eager AdamW is a Python loop over parameter tensors: its dispatch cost is measured per tensor.
-        opt = PhaseTime(opt.compute, opt.memory, w.param_tensors * s.device.optimizer_tensor_s)
-    elif fam == "gpu":
-        # On CUDA, PyTorch's default AdamW is the multi-tensor (foreach) one: one launch per template op
-        # for all tensors, not one per tensor.
-        n_template = int(np.sum(phase == 2))
-        opt = PhaseTime(opt.compute, opt.memory, n_template * s.device.op_overhead_s)
-    scale = BYTE_SCALE[precision]
+    dispatch = full.overhead
+    if s.caps.optimizer_dispatch == "per-tensor" and s.device.optimizer_tensor_s:
+        dispatch = w.param_tensors * s.device.optimizer_tensor_s  # a Python loop over parameter tensors
+    elif s.caps.optimizer_dispatch == "foreach":
+        dispatch = int(np.sum(opt_mask)) * s.device.op_overhead_s  # one launch per template op
+    return PhaseTime(full.compute / shard, full.memory / shard, dispatch)
+
+
+def _model_parallel_comm(w: Workload, s: System, layout: Layout, precision: str, notes: list[str]
+                         ) -> tuple[float, float, float]:
+    """Per micro-batch seconds of tensor-parallel all-reduces, intra-device all-reduces (Dojo: between the
+    D1 dies of a tile) and pipeline-stage sends, all on the critical path."""
+    u = layout.microbatch
     layers_here = w.layers / layout.pp
     # Tensor-parallel all-reduces: 4 per block (2 forward, 2 backward), each of [tokens, d_model].
-    ar_bytes = w.tp_bytes_per_sample / 4.0 * u * scale
+    ar_bytes = w.tp_bytes_per_sample / 4.0 * u * BYTE_SCALE[precision]
     n_ar = 4.0 + (2.0 if layout.recompute else 0.0)
     t_tp = layers_here * n_ar * allreduce_time(ar_bytes, layout.tp, group_link(s, layout.tp, 1))
     t_intra = 0.0
-    notes: list[str] = []
-    if fam == "dojo" and s.device.intra_ways > 1:
+    if s.device.intra_ways > 1:
         if w.tp_bytes_per_sample > 0:
             t_intra = layers_here * n_ar * allreduce_time(ar_bytes / layout.tp, s.device.intra_ways,
                                                           intra_tile_link(s))
@@ -217,50 +228,78 @@ def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision:
             notes.append("intra-tile traffic between D1 dies is not modelled for non-transformer workloads")
     t_p2p = 0.0
     if layout.pp > 1:
-        edge = _boundary_bytes_per_sample(w) * u * scale / layout.tp
+        edge = _boundary_bytes_per_sample(w) * u * BYTE_SCALE[precision] / layout.tp
         t_p2p = 2.0 * layout.vp * p2p_time(edge, group_link(s, layout.pp, layout.tp * layout.dp))
-    per_mb = fwd.total + bwd.total + t_tp + t_intra + t_p2p
-    bubble = (layout.pp - 1) / layout.vp * per_mb
+    return t_tp, t_intra, t_p2p
+
+
+def _data_parallel_comm(w: Workload, s: System, layout: Layout, m: int, precision: str,
+                        backward_s: float) -> tuple[float, float]:
+    """(seconds of gradient communication per step, the part hidden behind backward passes)."""
     grad_bytes = w.params / (layout.tp * layout.pp) * (2.0 if precision != "fp32" else 4.0)
     dp_link = group_link(s, layout.dp, layout.tp)
+    overlap = s.caps.overlap_communication
     if layout.zero >= 2:
         # ZeRO-2 / FSDP SHARD_GRAD_OP: each micro-batch's gradient is reduce-scattered into its shard
         # (overlapping that micro-batch's backward), the updated weights are all-gathered after the
         # optimizer step (exposed: the next forward needs them).
         t_rs = half_allreduce_time(grad_bytes, layout.dp, dp_link)
-        t_dp = m * t_rs + half_allreduce_time(grad_bytes, layout.dp, dp_link)
-        hidden_dp = m * min(t_rs, bwd.total) if fam != "cpu" else 0.0
-    else:
-        t_dp = allreduce_time(grad_bytes, layout.dp, dp_link)
-        hidden_dp = min(t_dp, bwd.total) if fam != "cpu" else 0.0
-    memory = memory_per_device(w, layout, precision, m, fused=s.pointwise_fusion)
+        return m * t_rs + half_allreduce_time(grad_bytes, layout.dp, dp_link), (
+            m * min(t_rs, backward_s) if overlap else 0.0)
+    t_dp = allreduce_time(grad_bytes, layout.dp, dp_link)
+    return t_dp, min(t_dp, backward_s) if overlap else 0.0
+
+
+def _spill_time(s: System, memory: dict[str, float]) -> tuple[float, float]:
+    """(bytes beyond device memory, seconds to stream them per step) where the device spills to slower
+    memory (Dojo: SRAM to DIP HBM) in :data:`_SPILL_ORDER`; (0, 0) where it fits or cannot spill."""
     used = sum(memory.values())
-    capacity = s.device.mem_bytes * USABLE_MEMORY[fam] + s.device.spill_bytes
-    spilled, t_spill = 0.0, 0.0
-    if fam == "dojo" and used > s.device.mem_bytes:
-        spilled = used - s.device.mem_bytes
-        left, traffic = spilled, 0.0
-        for name, accesses in _SPILL_ORDER:
-            take = min(left, memory[name])
-            traffic += take * accesses
-            left -= take
-        t_spill = traffic / (s.device.spill_bw * s.device.eff_mem_bw) if s.device.spill_bw else float("inf")
+    if s.device.spill_bytes <= 0 or used <= s.device.mem_bytes:
+        return 0.0, 0.0
+    spilled = used - s.device.mem_bytes
+    left, traffic = spilled, 0.0
+    for name, accesses in _SPILL_ORDER:
+        take = min(left, memory[name])
+        traffic += take * accesses
+        left -= take
+    t_spill = traffic / (s.device.spill_bw * s.device.eff_mem_bw) if s.device.spill_bw else float("inf")
+    return spilled, t_spill
+
+
+def estimate_step(w: Workload, s: System, layout: Layout, batch: int, precision: str,
+                  memo: dict | None = None) -> StepEstimate:
+    """Predict one step of ``w`` on ``s`` with ``layout`` at global ``batch`` (samples) and ``precision``.
+
+    ``memo``: a dict shared by the calls of one layout search (same workload, system and precision)."""
+    m = _micro_batches(w, s, layout, batch)
+    u = layout.microbatch
+    ops = _memoised(memo, ("ops", u), lambda: w.at(u))
+    fwd = _stage_time(w, ops, s, precision, layout, ops["phase"] == 0, memo, "fwd")
+    bwd = _stage_time(w, ops, s, precision, layout, ops["phase"] == 1, memo, "bwd")
+    if layout.recompute:
+        bwd = bwd + fwd
+    opt = _optimizer_time(w, s, ops, precision, layout, memo)
+    notes: list[str] = []
+    t_tp, t_intra, t_p2p = _model_parallel_comm(w, s, layout, precision, notes)
+    per_microbatch = fwd.total + bwd.total + t_tp + t_intra + t_p2p
+    t_dp, hidden_dp = _data_parallel_comm(w, s, layout, m, precision, bwd.total)
+    memory = memory_per_device(w, layout, precision, m, fused=s.pointwise_fusion)
+    spilled, t_spill = _spill_time(s, memory)
     compute = m * (fwd.compute + bwd.compute) + opt.compute
-    exposed_spill = max(0.0, t_spill - compute)
     breakdown = {
         "compute": compute,
-        "memory": m * (fwd.memory + bwd.memory) + opt.memory + exposed_spill,
+        "memory": m * (fwd.memory + bwd.memory) + opt.memory + max(0.0, t_spill - compute),
         "overhead": m * (fwd.overhead + bwd.overhead) + opt.overhead,
         "exposed_communication": m * (t_tp + t_intra + t_p2p) + (t_dp - hidden_dp),
-        "bubble": bubble,
+        "bubble": (layout.pp - 1) / layout.vp * per_microbatch,
     }
     step = float(sum(breakdown.values()))
-    comm_total = m * (t_tp + t_intra + t_p2p) + t_dp
-    communication = {"total": comm_total, "hidden": hidden_dp, "data_parallel": t_dp,
+    communication = {"total": m * (t_tp + t_intra + t_p2p) + t_dp, "hidden": hidden_dp, "data_parallel": t_dp,
                      "tensor_parallel": m * t_tp, "intra_tile": m * t_intra, "pipeline_p2p": m * t_p2p,
                      "spill_streaming": t_spill}
-    fb = (phase == 0) | (phase == 1)
+    fb = (ops["phase"] == 0) | (ops["phase"] == 1)
     model_flops = float(np.sum(ops["count"][fb] * ops["flops"][fb])) * layout.dp * m
     hw_flops = model_flops * (4.0 / 3.0 if layout.recompute else 1.0)
-    return StepEstimate(layout, batch, step, breakdown, communication, memory, capacity, used <= capacity,
-                        model_flops, hw_flops, spilled, notes)
+    notes += unknown_op_notes(w, ops, s, precision, step)
+    return StepEstimate(layout, batch, step, breakdown, communication, memory, s.capacity_bytes,
+                        sum(memory.values()) <= s.capacity_bytes, model_flops, hw_flops, spilled, notes)

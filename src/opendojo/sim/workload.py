@@ -24,6 +24,7 @@ elements (of the first input).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -35,7 +36,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from opendojo.sim.ops import KIND, POINTWISE_KINDS, op_cost
+from opendojo.sim.ops import KIND, POINTWISE_KINDS, op_cost, recurrent_cost
 
 #: Batch sizes of the two captures (batch 1 is avoided: size-1 dims take other code paths).
 _CAPTURE_BATCHES = (2, 4)
@@ -94,12 +95,51 @@ class Workload:
         return self.act_bytes0 + self.act_bytes1 * batch
 
 
-class _FlashAttentionOnMeta(TorchFunctionMode):
-    """Route ``F.scaled_dot_product_attention`` to the fused CPU flash kernel, as eager CPU does.
+class _FusedLSTM(torch.autograd.Function):
+    """One ``torch.lstm`` call as the CPU runs it: a fused oneDNN kernel forward and one backward.
 
-    On the meta device PyTorch would otherwise decompose attention into matmul + softmax + matmul and
-    save the ``[s, s]`` score matrix — memory no fused kernel (CPU flash, GPU flash) keeps.
+    On the meta device PyTorch would decompose the LSTM into per-time-step matmuls and gate ops, a
+    program eager CPU never runs (it calls ``mkldnn_rnn_layer``). The decomposition still computes the
+    output shapes, but the recorder ignores it and records the two fused ops instead."""
+
+    @staticmethod
+    def forward(ctx, recorder, lstm_args, x, *weights):
+        with recorder.muted():
+            out, h, c = torch.lstm(x, *lstm_args[:1], list(weights), *lstm_args[1:])
+        ctx.shape = _lstm_shape(x, weights, lstm_args)
+        ctx.recorder = recorder
+        recorder.add(recurrent_cost(0, **ctx.shape), "mkldnn_rnn_layer")
+        ctx.inputs = (x, *weights)
+        return out, h, c
+
+    @staticmethod
+    def backward(ctx, *grads):
+        ctx.recorder.add(recurrent_cost(1, **ctx.shape), "mkldnn_rnn_layer_backward")
+        return (None, None, *(torch.empty_like(t) if t.requires_grad else None for t in ctx.inputs))
+
+
+def _lstm_shape(x: torch.Tensor, weights, lstm_args) -> dict[str, int]:
+    """``recurrent_cost`` keywords of a ``torch.lstm(x, hx, weights, bias, layers, dropout, train,
+    bidirectional, batch_first)`` call (``lstm_args`` = everything but ``x`` and the weights)."""
+    hx, _bias, layers, _dropout, _train, bidirectional, batch_first = lstm_args
+    hidden = hx[0].shape[-1]
+    seq, batch = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    return {"seq": int(seq), "batch": int(batch), "inputs": int(x.shape[-1]), "hidden": int(hidden),
+            "layers": int(layers), "directions": 2 if bidirectional else 1}
+
+
+class _FusedKernelsOnMeta(TorchFunctionMode):
+    """Route calls to the fused kernels eager CPU PyTorch runs, which the meta device would decompose:
+
+    * ``F.scaled_dot_product_attention`` → the CPU flash kernel (otherwise: matmul + softmax + matmul
+      saving the ``[s, s]`` score matrix, memory no fused kernel keeps);
+    * ``torch.lstm`` on padded (not packed) input → one fused oneDNN op forward and one backward
+      (:class:`_FusedLSTM`), as the CPU runs it.
     """
+
+    def __init__(self, recorder: _Recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -108,6 +148,11 @@ class _FlashAttentionOnMeta(TorchFunctionMode):
             if q.device.type == "meta" and not kwargs.get("dropout_p"):
                 return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
                     q, k, v, 0.0, bool(kwargs.get("is_causal", False)), scale=kwargs.get("scale"))[0]
+        if func is torch.lstm and len(args) == 9 and not kwargs and isinstance(args[1], (tuple, list)):
+            x, hx, weights, *rest = args
+            if x.device.type == "meta":
+                out, h, c = _FusedLSTM.apply(self.recorder, (hx, *rest), x, *weights)
+                return out, h, c
         return func(*args, **kwargs)
 
 
@@ -125,10 +170,27 @@ class _Recorder(TorchDispatchMode):
         #: storages (scalars left out): what a compiler could recompute the output from.
         self.recomputable: dict[int, tuple[int, ...]] = {}
         self._alive: list = []
+        self._muted = 0
+
+    @contextmanager
+    def muted(self):
+        """Ops dispatched inside are not recorded (a fused kernel records itself instead)."""
+        self._muted += 1
+        try:
+            yield
+        finally:
+            self._muted -= 1
+
+    def add(self, rec: dict, name: str) -> None:
+        """Record a fused kernel that the meta device does not dispatch as one op."""
+        self.records.append(dict(rec, phase=self.phase))
+        self.names.append(name)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if self._muted:
+            return out
         rec = op_cost(func, args, kwargs, out)
         rec["phase"] = self.phase
         ins = tuple(a.untyped_storage()._cdata for a in tree_flatten((args, kwargs))[0]
@@ -157,7 +219,9 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
-def _scalar_loss(out: object) -> torch.Tensor:
+def scalar_loss(out: object) -> torch.Tensor:
+    """The loss every captured and measured step takes: the sum of the means of the floating-point tensors
+    in a model's output (any nesting), in fp32."""
     tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.is_floating_point()]
     if not tensors:
         raise ValueError("the model's output holds no floating-point tensor to take a loss of")
@@ -207,9 +271,9 @@ def _step_records(model: nn.Module, inputs: object) -> tuple[list[dict], list[st
         return t
 
     rec = _Recorder()
-    with _FlashAttentionOnMeta(), rec:
+    with _FusedKernelsOnMeta(rec), rec:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = _scalar_loss(model(*args))
+            loss = scalar_loss(model(*args))
         rec.phase = 1
         loss.backward()
     model.zero_grad(set_to_none=True)

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from opendojo.errors import UsageError
+from opendojo.hw.system import load_system
+from opendojo.sim.families import FAMILIES, draw
+from opendojo.sim.layout import Layout
+from opendojo.sim.ops import KIND
+from opendojo.sim.step import estimate_step
+from opendojo.sim.workload import capture_module
+
+
+def test_draw_is_a_pure_function_of_n_and_seed_and_covers_every_family():
+    a, b = draw(len(FAMILIES), 7), draw(len(FAMILIES), 7)
+    assert [(h.name, h.batch) for h in a] == [(h.name, h.batch) for h in b]
+    assert {h.family for h in a} == set(FAMILIES)
+    assert [h.name for h in draw(len(FAMILIES), 8)] != [h.name for h in a]
+
+
+def test_draw_refuses_a_bad_count_naming_the_argument():
+    with pytest.raises(UsageError, match="--held-out"):
+        draw(0, 1)
+
+
+def test_every_family_captures_with_no_unknown_op():
+    for h in draw(len(FAMILIES), 3):
+        w = capture_module(*h.factory(h.batch), name=h.name)
+        unknown = [n for n, k in zip(w.op_names, w.ops["kind"], strict=True) if k == KIND["unknown"]]
+        assert not unknown, (h.name, unknown)
+
+
+def test_cpu_lstm_is_captured_as_the_fused_kernel_it_runs():
+    lstm = torch.nn.LSTM(32, 64, 2, batch_first=True)
+    w = capture_module(lstm, (torch.randn(8, 16, 32),))
+    names = list(w.op_names)
+    assert names.count("mkldnn_rnn_layer") == 1 and names.count("mkldnn_rnn_layer_backward") == 1
+    assert "mm" not in names and "addmm" not in names  # not the per-time-step decomposition
+    fwd = w.at(8)["flops"][names.index("mkldnn_rnn_layer")]
+    gemm = 2 * 16 * 8 * 4 * 64 * ((32 + 64) + (64 + 64))  # two layers: [B, in + h] x [in + h, 4h] per step
+    assert fwd == pytest.approx(gemm, rel=0.1)
+
+
+def test_depthwise_conv_backward_has_the_forward_gemm_shape():
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)
+    w = capture_module(conv, (torch.randn(4, 16, 8, 8),))
+    ops = w.at(4)
+    shapes = {(ops["n"][i], ops["k"][i]) for i in np.flatnonzero(ops["kind"] == KIND["conv"])}
+    assert shapes == {(1.0, 9.0)}  # one output channel per group, 1 channel x 3x3 per group
+
+
+def test_an_op_without_a_cost_model_is_named_in_notes_with_its_count_and_share():
+    class Svd(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.svd(x)[0].sum() + x.sum()
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), Svd())
+    w = capture_module(model, (torch.randn(4, 8, 8),))
+    est = estimate_step(w, load_system("host"), Layout(microbatch=4), 4, "fp32")
+    notes = [n for n in est.notes if "_linalg_svd" in n]
+    assert len(notes) == 1 and ": 1 per step" in notes[0] and "% of the step" in notes[0]
+    share = float(notes[0].split("estimated ")[1].split(" %")[0])
+    assert 0 < share < 100
