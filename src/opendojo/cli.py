@@ -185,11 +185,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return launch_torchrun(args.nproc, argv, max_restarts=args.max_restarts)
     import torch.distributed as dist
 
-    from opendojo.train import NonFiniteLossError, load_config, train
+    from opendojo.errors import EXIT_PREEMPTED
+    from opendojo.train import NonFiniteLossError, load_config, preempt, train
 
+    preempt.install()  # SIGTERM: checkpoint at the end of the step, exit EXIT_PREEMPTED (docs/training.md)
     try:
         config = load_config(args.config, _train_overrides(args))
         result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    except preempt.Preempted as e:
+        print(f"dojo train: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
     except NonFiniteLossError as e:
         print(f"dojo train: stopped: {e}", file=sys.stderr)
         return 3
@@ -415,6 +420,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
+# --- service --------------------------------------------------------------------------------
+def _add_service(sub: argparse._SubParsersAction) -> None:
+    from opendojo.service.commands import add_parsers  # parsers and handlers live in the service layer
+
+    add_parsers(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dojo", description="OpenDojo: Tesla's Dojo training system in software."
@@ -422,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("version", help="print the OpenDojo version")
     p.set_defaults(func=_cmd_version)
-    for add in (_add_numerics, _add_data, _add_train, _add_hw_sim, _add_demo):
+    for add in (_add_numerics, _add_data, _add_train, _add_hw_sim, _add_demo, _add_service):
         add(sub)
     return parser
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from opendojo.models import PRESETS, FSDConfig, fsd_net
 from opendojo.train import distributed as D
+from opendojo.train import preempt
 from opendojo.train.batches import BatchStream, DataBundle, eval_batches, first_batch_labels, open_datasets
 from opendojo.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from opendojo.train.config import Config, config_to_dict
@@ -401,7 +402,8 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress
             if report := precision.report(model):
                 log.write({"kind": "numerics", "step": done, "layers": report})
             window_t0 = time.perf_counter()  # evaluation time is not training throughput
-        if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps:
+        stop = done < t.steps and preempt.stop_agreed(ctx)  # SIGTERM: checkpoint this step, then stop
+        if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps or stop:
             last_ckpt = _save(
                 out_dir / "checkpoints",
                 done,
@@ -414,6 +416,9 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, progress
                 {"loss": loss_value},
             )
             window_t0 = time.perf_counter()
+        if stop:
+            bar.close()
+            raise preempt.Preempted(done, last_ckpt)
     bar.close()
     wall = time.perf_counter() - run_t0
     if not metrics:  # resumed a finished run: nothing was trained, report where it stands
