@@ -42,8 +42,10 @@ def _train_step_records(run_dir) -> list[int]:
     return [r["step"] for r in map(json.loads, lines) if r["kind"] == "train"]
 
 
-def test_submit_run_succeed_download_with_the_cli(fresh_service, tmp_path):
-    svc = fresh_service(slots=1)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_submit_run_succeed_download_with_the_cli(fresh_service, tmp_path, request, backend):
+    db = request.getfixturevalue("postgres").new_database("cli") if backend == "postgresql" else None
+    svc = fresh_service(slots=1, db=db)
     (tmp_path / "job.toml").write_text(TINY_TOML)
     env = {**os.environ, "DOJO_SERVER": svc.url, "DOJO_TOKEN": svc.tokens["team-a"]}
     out = subprocess.run([*DOJO, "jobs", "submit", str(tmp_path / "job.toml"), "--steps", "3", "--wait"],
