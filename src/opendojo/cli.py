@@ -393,6 +393,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
+# --- service --------------------------------------------------------------------------------
+def _add_service(sub: argparse._SubParsersAction) -> None:
+    from opendojo.service.commands import add_parsers  # parsers and handlers live in the service layer
+
+    add_parsers(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dojo", description="OpenDojo: Tesla's Dojo training system in software."
@@ -401,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("version", help="print the OpenDojo version")
     p.set_defaults(func=_cmd_version)
-    for add in (_add_numerics, _add_data, _add_train, _add_hw_sim, _add_demo):
+    for add in (_add_numerics, _add_data, _add_train, _add_hw_sim, _add_demo, _add_service):
         add(sub)
     return parser
 

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from opendojo.errors import EXIT_FAILURE, EXIT_OK, check_int, printable, run_command
+from opendojo.errors import EXIT_FAILURE, EXIT_OK, EXIT_PREEMPTED, check_int, printable, run_command
 from opendojo.train.config import PRECISIONS
 
 __all__ = ["add_train_arguments", "main", "run_train"]
@@ -74,14 +74,19 @@ def run_train(args: argparse.Namespace) -> int:
         return _launch(args)
     import torch.distributed as dist
 
+    from opendojo.train import preempt
     from opendojo.train.config import load_config
     from opendojo.train.distributed import PeerFailure
     from opendojo.train.loop import train
 
+    preempt.install()  # SIGTERM: checkpoint at the end of the step, exit EXIT_PREEMPTED (docs/training.md)
     try:
         config = load_config(args.config, _overrides(args))
         result = train(config, args.out, resume=args.resume or bool(args.checkpoint),
                        checkpoint=args.checkpoint, progress=not args.no_progress)
+    except preempt.Preempted as e:
+        print(f"dojo train: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
     except PeerFailure:
         # Rank 0 failed and reports why (one line is enough). Let it exit first: torchrun stops the other
         # ranks as soon as one exits, and returns the exit status of the first to fail.

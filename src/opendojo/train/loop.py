@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from opendojo.train import distributed as D
+from opendojo.train import preempt
 from opendojo.train.batches import BatchStream
 from opendojo.train.config import Config, config_to_dict
 from opendojo.train.durable import naming_path, write_durable
@@ -157,23 +158,29 @@ def _run_steps(
         if _due(done, t.eval_every, t.steps):
             progress.metrics = _evaluate_and_log(run, config, done, metrics_log)
             clock.skip_pause()
-        if _due(done, t.checkpoint_every, t.steps):
-            parts = (run.model, run.optimizer, run.stream)
-            try:
-                progress.last_checkpoint = save_run_state(
-                    out_dir / "checkpoints",
-                    done,
-                    parts,
-                    run.ctx,
-                    config,
-                    run.signature,
-                    {"loss": outcome.loss},
-                )
-            except NonFiniteLossError as e:
-                raise _stopped(e, progress.last_checkpoint, metrics_log) from None
-            metrics_log.sync()
+        stop = done < t.steps and preempt.stop_agreed(run.ctx)  # SIGTERM: checkpoint this step, then stop
+        if _due(done, t.checkpoint_every, t.steps) or stop:
+            progress.last_checkpoint = _checkpoint(run, config, out_dir, done, outcome, progress, metrics_log)
             clock.skip_pause()
+        if stop:
+            raise preempt.Preempted(done, progress.last_checkpoint)
     return progress
+
+
+def _checkpoint(
+    run: RunParts, config: Config, out_dir: Path, done: int, outcome: StepOutcome, progress: _Progress,
+    metrics_log: MetricsLog,
+) -> Path:
+    """Save the run after step ``done``; a non-finite value found while saving stops the run."""
+    parts = (run.model, run.optimizer, run.stream)
+    try:
+        path = save_run_state(
+            out_dir / "checkpoints", done, parts, run.ctx, config, run.signature, {"loss": outcome.loss}
+        )
+    except NonFiniteLossError as e:
+        raise _stopped(e, progress.last_checkpoint, metrics_log) from None
+    metrics_log.sync()
+    return path
 
 
 def train(
