@@ -173,6 +173,8 @@ def _run_steps(
                 raise _stopped(e, progress.last_checkpoint, metrics_log) from None
             metrics_log.sync()
             clock.skip_pause()
+        # A requested stop (SIGTERM, the training service's preemption) belongs here: after the step and
+        # its scheduled checkpoint, before the next batch.
     return progress
 
 
