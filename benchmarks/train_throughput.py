@@ -10,7 +10,10 @@ FLOPs/sample × samples/s. Anchor measured right before each row: this machine's
 process with two threads collapses, so every row uses one thread per process), which gives the
 model-FLOP utilisation (MFU) column.
 
-    .venv/bin/python benchmarks/train_throughput.py [--presets tiny,base] [--steps 25]
+Then the per-step weight check of the trainer (every parameter finite, added against silent divergence)
+beside the training step it guards, both timed in the same run (``--checks-only``: just that table).
+
+    .venv/bin/python benchmarks/train_throughput.py [--presets tiny,base] [--steps 25] [--checks-only]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -134,6 +138,46 @@ def run(preset: str, precision: str, nproc: int, workers: int, steps: int, cache
     }
 
 
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def _plain_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    sum(v.float().mean() for v in model(x).values()).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+
+def check_overhead(presets: list[str], repeats: int = 15) -> None:
+    """The trainer's per-step weight check (every parameter finite, ``opendojo.train.step.weights_finite``)
+    against the step it guards (forward, backward, clip, AdamW; one thread, one process), same run."""
+    from opendojo.train.distributed import DistContext
+    from opendojo.train.step import weights_finite
+
+    torch.set_num_threads(1)
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    print("\n| preset | batch | step ms (anchor) | weight check ms | check / step |")
+    print("|---|---|---|---|---|")
+    for preset in presets:
+        opts = dict(s.split("=") for s in SETUPS[preset]["data"])
+        cams, frames, size = (int(opts[f"data.{k}"]) for k in ("cameras", "frames_per_clip", "image_size"))
+        model = fsd_net(preset, cameras=cams, frames=frames, image_size=size, occupancy_grid=32, horizon=8)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x = torch.randn(SETUPS[preset]["batch"], cams, frames, 3, size, size)
+
+        step_ms = _median_ms(partial(_plain_step, model, optimizer, x), repeats)
+        check_ms = _median_ms(partial(weights_finite, model, ctx), repeats)
+        row = f"| {preset} | {SETUPS[preset]['batch']} | {step_ms:.1f} | {check_ms:.2f} |"
+        print(f"{row} {check_ms / step_ms:.2%} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="tiny", help="comma-separated presets (tiny, base)")
@@ -141,8 +185,11 @@ def main() -> None:
     parser.add_argument("--nprocs", default="1,2")
     parser.add_argument("--workers", default="0", help="DataLoader workers per rank, comma-separated")
     parser.add_argument("--steps", type=int, default=25, help="steps per run (base: use 3-4)")
+    parser.add_argument("--checks-only", action="store_true", help="only the per-step weight-check table")
     args = parser.parse_args()
     presets = args.presets.split(",")
+    if args.checks_only:
+        return check_overhead(presets)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"# FSD training throughput — {now}")
     print(
@@ -188,6 +235,7 @@ def main() -> None:
                             f"{achieved / anchor:.0%} | {r['data_wait']:.1%} |",
                             flush=True,
                         )
+    check_overhead(presets)
 
 
 if __name__ == "__main__":

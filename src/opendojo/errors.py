@@ -2,6 +2,8 @@
 
 A leaf module (standard library only) beneath every layer, so numerics, data, train, sim and service
 all state their checks one way: the message names the argument, the value and what is allowed.
+:func:`run_command` is the other half: every ``dojo`` command runs inside it, and whatever escapes the
+command becomes one escaped line on stderr and one of the exit codes below.
 """
 
 from __future__ import annotations

@@ -289,3 +289,25 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_partial_check
     assert not [p for p in listing if "step_" in p]  # no checkpoint, no temporary folder
     records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert [r["step"] for r in records if r["kind"] == "train"] == [1]
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root and unshare to mount a small tmpfs")
+def test_a_file_written_whole_keeps_its_old_content_when_the_disk_fills(tmp_path):
+    # result.json, config.json and the plots go through write_durable: on a full disk the old file stays.
+    mount = tmp_path / "small"
+    mount.mkdir()
+    code = (
+        "import sys; from pathlib import Path; from opendojo.train.durable import write_durable\n"
+        "p = Path(sys.argv[1]) / 'result.json'; write_durable(p, '{\"steps\": 1}')\n"
+        "try:\n    write_durable(p, 'x' * 200_000)\nexcept OSError as e:\n    print(e.errno, e.filename)\n"
+        "print(p.read_text()); print(sorted(f.name for f in p.parent.iterdir()))\n"
+    )
+    script = 'mount -t tmpfs -o size=64k tmpfs "$1" || exit 99; "$2" -c "$3" "$1"'
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", str(mount), sys.executable, code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"28 {mount / 'result.json'}", '{"steps": 1}', "['result.json']"]

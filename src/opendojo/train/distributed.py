@@ -8,6 +8,7 @@ process group uses NCCL on CUDA and gloo on the CPU.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -117,7 +118,8 @@ def launch_torchrun(nproc: int, argv: list[str], *, max_restarts: int = 0) -> in
     """Run torchrun (``--standalone --nproc-per-node N -m opendojo.train ARGV``) in this process.
 
     Returns the exit status of the first rank that failed (0 when all succeed): each rank reports its own
-    error in one line, so torchrun's own traceback of the failure is not shown. On the CPU each rank gets
+    error in one line, so torchrun's own traceback of the failure is not shown. A rank killed by a signal
+    raises ``RuntimeError`` naming the rank and the signal. On the CPU each rank gets
     one thread (torchrun's default ``OMP_NUM_THREADS=1``), so N ranks use N cores.
     """
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -138,8 +140,11 @@ def launch_torchrun(nproc: int, argv: list[str], *, max_restarts: int = 0) -> in
     try:
         run(args)
     except ChildFailedError as e:
-        _, failure = e.get_first_failure()
-        return failure.exitcode if failure.exitcode > 0 else 1
+        rank, failure = e.get_first_failure()
+        if failure.exitcode < 0:  # killed by a signal (the OOM killer's SIGKILL): it could say nothing itself
+            name = signal.Signals(-failure.exitcode).name
+            raise RuntimeError(f"rank {rank} was killed by {name} (out of memory?)") from None
+        return failure.exitcode
     return 0
 
 

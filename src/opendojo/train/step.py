@@ -22,7 +22,7 @@ from opendojo.train.objectives import TARGETS, MetricSums, task_loss
 from opendojo.train.precision import Precision
 from opendojo.train.schedule import learning_rate
 
-__all__ = ["NonFiniteLossError", "StepOutcome", "evaluate", "train_step"]
+__all__ = ["NonFiniteLossError", "StepOutcome", "evaluate", "train_step", "weights_finite"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,7 +57,7 @@ def _stop_if_non_finite(what: str, value: float, step: int) -> None:
         )
 
 
-def _weights_finite(model: nn.Module, ctx: D.DistContext) -> bool:
+def weights_finite(model: nn.Module, ctx: D.DistContext) -> bool:
     """True when every parameter on every rank is finite (FSDP shards are checked where they live)."""
     local = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
     bad = sum(int(not t.detach().isfinite().all()) for t in local)
@@ -103,7 +103,7 @@ def train_step(
         group["lr"] = lr
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    if not _weights_finite(model, ctx):
+    if not weights_finite(model, ctx):
         raise NonFiniteLossError(
             f"weights became NaN/Inf in the update of step {step + 1} (learning rate {lr:g}); training "
             "stopped before saving them",
