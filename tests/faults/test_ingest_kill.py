@@ -90,7 +90,7 @@ def test_ctrl_c_stops_the_run_and_removes_temporaries(slow_sources, tmp_path, wo
 
 @pytest.mark.slow
 def test_random_sigkills_then_rerun_give_the_uninterrupted_dataset(tmp_path):
-    src = _sources(tmp_path / "src", 6, frames=48, height=96, width=128)
+    src = _sources(tmp_path / "src", 4, frames=48, height=96, width=128)
     ref = tmp_path / "ref"
     t0 = time.monotonic()
     subprocess.run(_ingest_cmd(src, ref, 2), check=True, capture_output=True, timeout=300)
