@@ -25,3 +25,19 @@ def test_mixed_labels_are_refused_at_open_and_a_subset_streams(tmp_path):
     query(ds, "labels_member IS NULL", out=tmp_path / "unlabelled.parquet")
     assert [s["labels"] for s in ClipDataset(tmp_path / "unlabelled.parquet")] == [{}]
     shutil.rmtree(ds)
+
+
+def test_a_batch_of_clips_with_different_label_names_is_refused(tmp_path):
+    from opendojo.data import ClipLoader
+    from opendojo.data.labels import read_sidecar, write_sidecar
+
+    src = synth(tmp_path / "src", clips=2, cameras=1, frames=16, size=(32, 32), seed=10, keyint=16,
+                progress=False)
+    side = src / "drive_00001.json"
+    labels = read_sidecar(side)
+    del labels["steering"]
+    write_sidecar(side, labels, fps=30, cameras=["front"])
+    ds = tmp_path / "ds"
+    assert ingest([src], ds, clip_frames=16, progress=False).ok
+    with pytest.raises(ValueError, match="have other label names than clip"):
+        list(ClipLoader(ClipDataset(ds, shuffle=False), batch_size=2))
