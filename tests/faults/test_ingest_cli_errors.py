@@ -23,6 +23,14 @@ def test_negative_seed_is_one_line_exit_2(tmp_path, capsys):
     assert err == "dojo data synth: error: --seed: got -1; allowed: an integer in 0..9223372036854775807"
 
 
+def test_bad_numbers_for_data_commands_are_one_line_exit_2(tmp_path, capsys):
+    assert main(["data", "ingest", str(tmp_path), "--out", str(tmp_path / "ds"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "dojo data ingest: error: workers: got 0; allowed: an integer ≥ 1"
+    assert main(["data", "query", str(tmp_path / "ds"), "true", "--show", "-1"]) == 2
+    assert "--show: got -1" in capsys.readouterr().err
+
+
 def _limit_file_size() -> None:  # in the child: writes past 64 KiB fail with EFBIG, as a full disk would
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
