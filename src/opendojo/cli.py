@@ -123,7 +123,7 @@ def _print_query(args: argparse.Namespace, table) -> None:
 
 def _run_data(args: argparse.Namespace) -> int:
     from opendojo import data
-    from opendojo.errors import check_seed
+    from opendojo.errors import check_int, check_seed
 
     if args.data_cmd == "synth":
         seed = check_seed("--seed", args.seed)
@@ -136,6 +136,7 @@ def _run_data(args: argparse.Namespace) -> int:
         print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
         return 0 if report.ok else 1
     elif args.data_cmd == "query":
+        check_int("--show", args.show, low=0)
         _print_query(args, data.query(args.dataset, args.where, out=args.out))
     else:
         for key, value in data.stats(args.dataset).items():

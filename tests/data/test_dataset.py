@@ -207,7 +207,7 @@ def test_clip_loader_drop_last_length_and_epoch_follow_the_dataset(dataset):
 
 
 def test_clip_loader_refuses_a_bad_batch_size(dataset):
-    with pytest.raises(ValueError, match="batch_size=0: must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size: got 0; allowed: an integer ≥ 1"):
         ClipLoader(ClipDataset(dataset), batch_size=0)
 
 

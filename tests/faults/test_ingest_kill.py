@@ -90,7 +90,7 @@ def test_ctrl_c_stops_the_run_and_removes_temporaries(slow_sources, tmp_path, wo
 
 @pytest.mark.slow
 def test_random_sigkills_then_rerun_give_the_uninterrupted_dataset(tmp_path):
-    src = _sources(tmp_path / "src", 6, frames=48, height=96, width=128)
+    src = _sources(tmp_path / "src", 4, frames=48, height=96, width=128)
     ref = tmp_path / "ref"
     t0 = time.monotonic()
     subprocess.run(_ingest_cmd(src, ref, 2), check=True, capture_output=True, timeout=300)
@@ -104,6 +104,6 @@ def test_random_sigkills_then_rerun_give_the_uninterrupted_dataset(tmp_path):
         time.sleep(rng.uniform(0.3, duration))
         os.killpg(proc.pid, signal.SIGKILL)  # the command and its workers, with no chance to clean up
         proc.wait(timeout=60)
-        subprocess.run(_ingest_cmd(src, ds, 2), check=True, capture_output=True, timeout=300)
+        subprocess.run(_ingest_cmd(src, ds, 1), check=True, capture_output=True, timeout=300)  # any count
         assert load_index(ds).drop_columns(["writer"]).to_pylist() == reference, f"kill {k}"
         assert _leftovers(ds) == [], f"kill {k}"

@@ -11,6 +11,7 @@ from pathlib import Path
 from opendojo.data.index import INDEX_VERSION
 from opendojo.data.ingest import ingest
 from opendojo.data.synth import DEFAULT_FPS, check_size, synth
+from opendojo.errors import check_int
 
 
 def ensure_synthetic_dataset(
@@ -34,8 +35,7 @@ def ensure_synthetic_dataset(
     """
     h, w = check_size(size)
     clip_frames = frames if clip_frames is None else clip_frames
-    if isinstance(clip_frames, bool) or not isinstance(clip_frames, int) or not 1 <= clip_frames <= frames:
-        raise ValueError(f"clip_frames={clip_frames!r}: must be an integer in [1, frames={frames}]")
+    clip_frames = check_int("clip_frames", clip_frames, low=1, high=frames)
     base = Path(root)
     name = f"synth-{INDEX_VERSION}-n{clips}-c{cameras}-f{frames}-{h}x{w}-s{seed}-t{clip_frames}-r{fps}"
     final = base / name

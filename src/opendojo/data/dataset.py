@@ -118,6 +118,27 @@ def _refuse_label_mix(root: str, clips: dict[str, dict[str, dict]]) -> None:
             "\"labels_member IS NOT NULL\" --out labelled.parquet`")
 
 
+def _batch_of(frames: torch.Tensor, rest: list[dict], stamp: object) -> dict:
+    """A collated batch from its frames tensor and its samples' labels and origins."""
+    keys = rest[0]["labels"].keys()
+    odd = [r["clip_id"] for r in rest if r["labels"].keys() != keys]
+    if odd:  # sources with other label names: refuse rather than drop some labels silently
+        raise ValueError(f"clips {odd} have other label names than clip {rest[0]['clip_id']} "
+                         f"({sorted(keys)}); select sources with the same labels")
+    out = {
+        "frames": frames,
+        # numpy, not tensors: in a worker a tensor travels as one more shared-memory segment and
+        # file descriptor per label; these few kB are cheaper pickled (ClipLoader converts them)
+        "labels": {k: np.stack([r["labels"][k].numpy() for r in rest]) for k in keys},
+        "clip_id": [r["clip_id"] for r in rest],
+        "source": [r["source"] for r in rest],
+        "start_frame": np.array([r["start_frame"] for r in rest], dtype=np.int64),
+    }
+    if stamp is not None:
+        out[SLOT_KEY] = stamp
+    return out
+
+
 class ClipDataset(IterableDataset):
     """Stream ``[cams, T, H, W, 3]`` uint8 clips and their labels from a dataset, subset manifest or
     index table (``query()`` result).
@@ -371,18 +392,7 @@ class ClipDataset(IterableDataset):
                     batch[j].copy_(frames[:, win * t : (win + 1) * t])
                 rest.append(self._sample_rest(ci, win, labels))
             self._seen += len(rows)
-            out = {
-                "frames": batch,
-                # numpy, not tensors: in a worker a tensor travels as one more shared-memory segment and
-                # file descriptor per label; these few kB are cheaper pickled (ClipLoader converts them)
-                "labels": {k: np.stack([r["labels"][k].numpy() for r in rest]) for k in rest[0]["labels"]},
-                "clip_id": [r["clip_id"] for r in rest],
-                "source": [r["source"] for r in rest],
-                "start_frame": np.array([r["start_frame"] for r in rest], dtype=np.int64),
-            }
-            if stamp is not None:
-                out[SLOT_KEY] = stamp
-            yield out
+            yield _batch_of(batch, rest, stamp)
         if self._resume and self._resume[0] == self.epoch:
             self._resume = None
 

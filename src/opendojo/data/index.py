@@ -124,23 +124,24 @@ def _files(dataset: str | os.PathLike) -> tuple[str, str, list[str]]:
     return url, meta[ROOT_KEY].decode(), [p]
 
 
-def _read_rows(dataset: str | os.PathLike, columns: list[str]) -> tuple[pa.Table, str]:
-    """``(rows with only ``columns``, dataset root)``, read by pyarrow from the listed index files;
-    columns a fragment lacks (an older writer) are null."""
+def _read_rows(dataset: str | os.PathLike, columns: list[str]) -> tuple[pa.Table | list[str], str, str]:
+    """``(rows, dataset root, index name)``: for a local index the absolute paths of its files (DuckDB
+    reads them, faster than pyarrow); otherwise a table of ``columns`` read by pyarrow through fsspec,
+    with columns a fragment lacks (an older writer) null."""
     import pyarrow.dataset as pds
 
     url, root, files = _files(dataset)
-    schema = pa.schema([SCHEMA.field(c) for c in columns])
-    if not files:
-        return schema.empty_table(), root
     fs, _ = url_to_fs(url)
-    local = is_local(fs)
+    name = f"index of {url!r}"
+    if files and is_local(fs):
+        return [os.path.abspath(f) for f in files], root, name
+    if not files:
+        return pa.schema([SCHEMA.field(c) for c in columns]).empty_table(), root, name
     try:
-        ds = pds.dataset([os.path.abspath(f) for f in files] if local else files, schema=SCHEMA,
-                         format="parquet", filesystem=None if local else fs)
-        return ds.to_table(columns=columns), root
+        ds = pds.dataset(files, schema=SCHEMA, format="parquet", filesystem=fs)
+        return ds.to_table(columns=columns), root, name
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
-        raise ValueError(f"index of {url!r} does not parse: {e}") from e
+        raise ValueError(f"{name} does not parse: {e}") from e
 
 
 def _select_list(columns: list[str] | tuple[str, ...] | None) -> list[str]:
@@ -165,7 +166,7 @@ def load_index(dataset: str | os.PathLike, where_sql: str | None = None, *,
     select = _select_list(columns)
     named = set(check_where(where_sql)) if where_sql is not None else set()
     needed = [c for c in SCHEMA.names if c in named | set(select) | {"clip_id", "camera_index"}]
-    table, root = _read_rows(dataset, needed)
+    rows, root, name = _read_rows(dataset, needed)
     quoted = ", ".join('"' + c + '"' for c in select)
 
     def build(rel):
@@ -173,7 +174,7 @@ def load_index(dataset: str | os.PathLike, where_sql: str | None = None, *,
             rel = rel.filter(where_sql)
         return rel.order("clip_id, camera_index").select(quoted)
 
-    out = run_sql(table, build, f"where_sql={where_sql!r}")
+    out = run_sql(rows, build, f"where_sql={where_sql!r}", name)
     return out.replace_schema_metadata({ROOT_KEY: root.encode()})
 
 
@@ -217,10 +218,11 @@ def stats(dataset: str | os.PathLike) -> dict[str, float | int]:
     bytes. Hours of drive count each clip once; hours of video count every camera."""
     cols = ["clip_id", "camera", "source_sha256", "frames", "duration_s", "reencoded", "shard", "data_bytes",
             "labels_bytes"]
-    table, _ = _read_rows(dataset, [c for c in SCHEMA.names if c in cols])
-    if table.num_rows == 0:
+    rows, _, name = _read_rows(dataset, [c for c in SCHEMA.names if c in cols])
+    if isinstance(rows, pa.Table) and rows.num_rows == 0:
         return dict.fromkeys(_STATS_KEYS, 0)
-    row = run_sql(table, lambda rel: rel.query("t", _STATS_SQL), f"stats of {str(dataset)!r}").to_pylist()[0]
+    table = run_sql(rows, lambda rel: rel.query("t", _STATS_SQL), f"stats of {str(dataset)!r}", name)
+    row = table.to_pylist()[0]
     return dict(zip(_STATS_KEYS, row.values(), strict=True))
 
 

@@ -150,15 +150,22 @@ def _hash(path: Path) -> SourceResult | str:
 def _hash_all(files: list[Path], workers: int, known: set[str], report: IngestReport
               ) -> list[tuple[str, str]]:
     """``(path, sha256)`` of each file to cut: unreadable ones are failures, known content is skipped."""
-    todo, seen = [], set(known)
-    for path, result, error in engine.run(_hash, files, workers):
-        if error or isinstance(result, SourceResult):
-            report.add(result if error is None else SourceResult(str(path), error))
-        elif result in seen:
-            report.skipped.append(str(path))
-        else:
-            seen.add(result)
-            todo.append((str(path), result))
+    todo, seen, done = [], set(known), set()
+    try:
+        for path, result, error in engine.run(_hash, files, workers):
+            done.add(path)
+            if error or isinstance(result, SourceResult):
+                report.add(result if error is None else SourceResult(str(path), error))
+            elif result in seen:
+                report.skipped.append(str(path))
+            else:
+                seen.add(result)
+                todo.append((str(path), result))
+    except KeyboardInterrupt:
+        report.interrupted = True
+        report.failures += [IngestFailure(str(p), INTERRUPTED) for p in files if p not in done]
+        report.failures += [IngestFailure(p, INTERRUPTED) for p, _ in todo]
+        return []
     return todo
 
 
@@ -217,11 +224,7 @@ def ingest(
     report = IngestReport(dataset)
     files = _expand(list(sources), report.failures)
     known = set(load_index(dataset, columns=["source_sha256"]).column("source_sha256").to_pylist())
-    try:
-        todo = _hash_all(files, workers, known, report)
-    except KeyboardInterrupt:
-        report.interrupted = True
-        todo = []
+    todo = _hash_all(files, workers, known, report)
     tags = tuple(tags or ())
     jobs = [SourceJob(dataset, path, sha, clip_frames, require_labels, tags) for path, sha in todo]
     _cut_all(jobs, workers, report, progress)

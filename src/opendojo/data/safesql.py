@@ -1,11 +1,12 @@
 """The clip index's SQL, safe to take from strangers: one boolean WHERE expression on a locked DuckDB.
 
-The security model (docs/data.md §4): the index rows are read by this module with pyarrow, from an
-explicit list of files, and handed to DuckDB as an in-memory Arrow table. The DuckDB connection that
-evaluates a caller's WHERE clause can reach nothing else:
+The security model (docs/data.md §4): our code lists the index files (never a glob) and the DuckDB
+connection that evaluates a caller's WHERE clause may read exactly those and nothing else:
 
-* ``enable_external_access = false``: no file, URL or database can be opened from SQL (``read_text``,
-  ``read_parquet``, ``ATTACH``, ``COPY`` all fail);
+* ``allowed_paths`` = the listed index files (local datasets), and ``enable_external_access = false``:
+  no other file, URL or database can be opened from SQL (``read_text``, ``read_parquet`` of anything
+  else, ``ATTACH``, ``COPY`` all fail). A non-local index is read by pyarrow through fsspec and handed
+  over as an in-memory Arrow table, with no file allowed at all;
 * ``autoinstall_known_extensions`` and ``autoload_known_extensions`` off: SQL cannot pull in code;
 * ``memory_limit`` and ``threads`` bound what one query takes, and a timer interrupts it after
   ``TIMEOUT_S`` seconds;
@@ -35,21 +36,29 @@ TIMEOUT_S = 30.0
 # Keywords that open a query inside an expression (a subquery can name table functions).
 _REFUSED_KEYWORDS = frozenset({"SELECT", "FROM", "WITH", "TABLE", "PIVOT", "UNPIVOT", "SUMMARIZE", "DESCRIBE",
                                "SHOW", "VALUES", "RECURSIVE"})
-_LOCKED: dict[int, object] = {}
+_LOCKED: dict[tuple[int, tuple[str, ...]], object] = {}
+_MAX_CONNECTIONS = 8  # per process; each is a few MB
 
 
-def locked_connection():
-    """This process's locked DuckDB connection (settings in the module docstring). Opening one costs
-    ~30 ms, more than a typical query, so it is made once per process; callers use a cursor."""
+def locked_connection(files: tuple[str, ...] = ()):
+    """A locked DuckDB connection (settings in the module docstring) that may read exactly ``files``
+    (absolute local paths; ``allowed_paths``) and nothing else. Opening one costs ~30-70 ms, more
+    than a typical query, so the last few are kept per process and file set; callers use a cursor."""
     import duckdb
 
-    con = _LOCKED.get(os.getpid())
+    key = (os.getpid(), tuple(files))
+    con = _LOCKED.pop(key, None)
     if con is None:
-        con = duckdb.connect(config={
-            "autoinstall_known_extensions": False, "autoload_known_extensions": False,
-            "enable_external_access": False, "memory_limit": MEMORY_LIMIT, "threads": THREADS})
-        con.execute("SET lock_configuration = true")
-        _LOCKED[os.getpid()] = con
+        con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                     "autoload_known_extensions": False})
+        if files:
+            con.execute("SET allowed_paths = ?", [list(files)])
+        for setting in ("enable_external_access = false", f"memory_limit = '{MEMORY_LIMIT}'",
+                        f"threads = {THREADS}", "lock_configuration = true"):  # the lock comes last
+            con.execute(f"SET {setting}")
+        while len(_LOCKED) >= _MAX_CONNECTIONS:
+            _LOCKED.pop(next(iter(_LOCKED))).close()
+    _LOCKED[key] = con  # most recently used last
     return con
 
 
@@ -97,18 +106,23 @@ def _one_line(e: Exception) -> str:
     return lines[0] if lines else e.__class__.__name__
 
 
-def run_sql(table: pa.Table, build, what: str) -> pa.Table:
-    """``build(relation)`` over ``table`` (registered as a DuckDB relation) on the locked connection,
-    interrupted after ``TIMEOUT_S``. DuckDB's errors become one-line ``UsageError`` naming ``what``."""
+def run_sql(source: pa.Table | list[str], build, what: str, index_name: str = "index") -> pa.Table:
+    """``build(relation)`` over ``source`` (an Arrow table, or local Parquet files read by DuckDB itself,
+    which is faster) on a locked connection, interrupted after ``TIMEOUT_S``. Errors of the clause
+    become a one-line ``UsageError`` naming ``what``; an unreadable index a ``ValueError`` naming it."""
     import duckdb
 
-    cur = locked_connection().cursor()
+    files = () if isinstance(source, pa.Table) else tuple(source)
+    cur = locked_connection(files).cursor()
     timer = threading.Timer(TIMEOUT_S, cur.interrupt)
     timer.start()
     try:
-        return build(cur.from_arrow(table)).to_arrow_table()
+        rel = cur.from_arrow(source) if not files else cur.read_parquet(list(files), union_by_name=True)
+        return build(rel).to_arrow_table()
     except duckdb.InterruptException as e:
         raise RuntimeError(f"{what}: stopped after the {TIMEOUT_S:g} s query timeout") from e
+    except (duckdb.IOException, duckdb.InvalidInputException) as e:
+        raise ValueError(f"{index_name} does not parse: {_one_line(e)}") from e
     except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as e:
         raise UsageError(f"{what}: not a valid boolean expression over the index columns: "
                          f"{_one_line(e)}") from e

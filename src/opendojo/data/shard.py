@@ -85,9 +85,13 @@ class ShardWriter:
         return offset, len(data)
 
     def commit(self) -> str:
-        self._tar.close()
-        self._file.close()
-        return publish(self.fs, self.tmp, self.final)
+        try:
+            self._tar.close()
+            self._file.close()
+            return publish(self.fs, self.tmp, self.final)
+        except BaseException:  # a full disk shows up here, at the last flush: leave nothing behind
+            self.abort()
+            raise
 
     def abort(self) -> None:
         """Drop the shard: nothing appears under the final name, the temporary is removed."""
