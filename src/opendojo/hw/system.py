@@ -69,7 +69,7 @@ class Capabilities:
     parallel degrees worth trying (bounded by the scale-up domain where there is one); ``pipeline``:
     whether pipeline stages are tried; ``overlap_communication``: whether gradient all-reduces overlap the
     backward pass; ``precisions``: the precisions the device is modelled for; ``max_devices``: 0 for any
-    number, else the most devices a system of it can have."""
+    number, else the most devices a system of it can have; ``cfloat8_gemms``: :data:`CFLOAT8_GEMMS`."""
 
     usable_memory: float
     memory_name: str
@@ -80,6 +80,13 @@ class Capabilities:
     overlap_communication: bool
     precisions: tuple[str, ...]
     max_devices: int = 0
+    cfloat8_gemms: str = "native"
+
+
+#: Which GEMMs run at the ``cfloat8`` peak: ``native`` (every matmul and convolution: Dojo computes in
+#: CFloat8) or ``opendojo.nn`` (only the Linear GEMMs ``opendojo.nn`` runs on FP8 tensor cores, the rest at
+#: the BF16 peak: a GPU running a converted model).
+CFLOAT8_GEMMS = ("native", "opendojo.nn")
 
 
 def parse_capabilities(raw: dict, where: str) -> Capabilities:
@@ -87,7 +94,7 @@ def parse_capabilities(raw: dict, where: str) -> Capabilities:
     from opendojo.errors import check_choice
 
     fields = {f: raw.get(f) for f in Capabilities.__dataclass_fields__}
-    missing = [f for f, v in fields.items() if v is None and f != "max_devices"]
+    missing = [f for f, v in fields.items() if v is None and f not in ("max_devices", "cfloat8_gemms")]
     if missing:
         raise ValueError(f"{where}: [capabilities] is missing {', '.join(missing)}")
     usable = fields["usable_memory"]
@@ -99,6 +106,8 @@ def parse_capabilities(raw: dict, where: str) -> Capabilities:
                      OPTIMIZER_DISPATCH)
         for p in fields["precisions"]:
             check_choice(f"{where}: [capabilities] precisions", p, PRECISIONS)
+        check_choice(f"{where}: [capabilities] cfloat8_gemms", fields["cfloat8_gemms"] or "native",
+                     CFLOAT8_GEMMS)
     except ValueError as e:
         raise ValueError(str(e)) from None
     tps = fields["tensor_parallel"]
@@ -107,7 +116,7 @@ def parse_capabilities(raw: dict, where: str) -> Capabilities:
     return Capabilities(float(usable), str(fields["memory_name"]), fields["dispatch"],
                         fields["optimizer_dispatch"], tuple(tps), bool(fields["pipeline"]),
                         bool(fields["overlap_communication"]), tuple(fields["precisions"]),
-                        int(fields["max_devices"] or 0))
+                        int(fields["max_devices"] or 0), fields["cfloat8_gemms"] or "native")
 
 
 @dataclass(frozen=True)

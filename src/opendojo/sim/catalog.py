@@ -41,9 +41,15 @@ def list_workloads() -> list[str]:
 
 
 def _gpt(name: str) -> Workload:
-    from opendojo.models.reference_gpt import GPT_PRESETS, gpt, gpt_inputs
+    from opendojo.models.reference_gpt import GPT_PRESETS
 
-    c = GPT_PRESETS[name]
+    return gpt_workload(name, GPT_PRESETS[name])
+
+
+def gpt_workload(name: str, c) -> Workload:
+    """The workload of a GPT of shape ``c`` (a ``models.reference_gpt.GPTConfig``), captured with 1 and 2
+    blocks and extrapolated to ``c.n_layer``, with Megatron's tensor-parallel traffic per block."""
+    from opendojo.models.reference_gpt import gpt, gpt_inputs
 
     def build(batch: int, depth: int):
         m = gpt(c, device="meta", n_layer=depth)
