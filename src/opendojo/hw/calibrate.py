@@ -106,14 +106,15 @@ _CONVS = ((8, 64, 64, 3, 1, 32), (8, 16, 16, 3, 1, 32), (8, 32, 64, 1, 1, 32), (
           (8, 64, 32, 1, 1, 12))
 #: The non-GEMM conv classes of ``sim.ops.CONV_CLASSES``: name → convolutions (as in :data:`_CONVS`,
 #: plus the stride) whose FLOP rates, forward and backward, are pooled into the class's rate.
-_CONV_CLASSES = {"conv_depthwise": ((8, 64, 64, 3, 64, 32, 1), (8, 24, 24, 3, 24, 48, 2)),
+_CONV_CLASSES = {"conv_depthwise": ((8, 64, 64, 3, 64, 32, 1), (8, 24, 24, 3, 24, 24, 1)),
+                 "conv_depthwise_strided": ((8, 24, 24, 3, 24, 48, 2), (8, 64, 64, 3, 64, 32, 2)),
                  "conv_1x1_strided": ((8, 32, 64, 1, 1, 12, 2), (8, 64, 128, 1, 1, 16, 2))}
 
 
 def _conv_rates() -> dict[str, float]:
     """Convolutions forward and backward over :data:`_CONVS`, each fitted to ``rate = peak · h(m) h(n)
-    h(k)`` in the implicit-GEMM shape the simulator uses (``m`` batch·pixels, ``n`` out channels per
-    group, ``k`` in channels per group · kernel area): its own peak and half-dimension per direction."""
+    h(k)`` in the implicit-GEMM shape the simulator uses (``m`` batch·pixels, ``n`` out channels,
+    ``k`` in channels per group · kernel area): its own peak and half-dimension per direction."""
     import torch
     import torch.nn.functional as F
 
@@ -128,7 +129,7 @@ def _conv_rates() -> dict[str, float]:
         gy = torch.randn_like(y)
         bwd.append(2 * flops / _median_time(lambda y=y, x=x, w=w, gy=gy: torch.autograd.grad(
             y, (x, w), gy, retain_graph=True), repeats=3))  # input grad + weight grad
-        shapes.append((batch * px * px, cout // groups, cin // groups * kernel * kernel))
+        shapes.append((batch * px * px, cout, cin // groups * kernel * kernel))
     peak, conv_half = fit_matmul_curve(shapes, fwd)
     peak_bwd, bwd_half = fit_matmul_curve(shapes, bwd)
     return {"conv_flops": peak, "conv_half_dim": conv_half, "conv_bwd_flops": peak_bwd,

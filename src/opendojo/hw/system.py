@@ -25,7 +25,13 @@ DERIVED_ONLY = ("peak_flops_bf16", "peak_flops_cfloat8", "peak_flops_fp32", "sra
                 "hbm_bytes", "hbm_bw")
 #: Summed over parts unless the file states its own (a package draws more than its dies).
 ADDITIVE = (*DERIVED_ONLY, "power_w")
+#: The precisions the hardware models price: the rates a spec file states as ``peak_flops_<precision>``.
 PRECISIONS = ("bf16", "cfloat8", "fp32")
+#: The trainer's numeric recipes (fp32, BF16 autocast, and opendojo.nn's CFloat recipes ``dojo`` and
+#: ``dojo_lean``, whose GEMMs run in CFloat8) → the precision the simulator prices each at. Written once,
+#: here: ``train.config.PRECISIONS`` should be ``tuple(RECIPE_PRECISION)``, and the service's quotes map a
+#: job's recipe through this table.
+RECIPE_PRECISION = {"fp32": "fp32", "bf16": "bf16", "dojo": "cfloat8", "dojo_lean": "cfloat8"}
 FAMILIES = ("dojo", "gpu", "cpu")
 _REQUIRED_DEVICE = {
     "dojo": ("peak_flops_bf16", "peak_flops_fp32", "sram_bytes", "power_w", "edge_bw", "hop_latency_s"),

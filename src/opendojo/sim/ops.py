@@ -89,7 +89,8 @@ RECURRENT_OPS = ("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward")
 #: Convolutions that CPU kernels do not run as an implicit GEMM, each rated on its own (work = FLOP):
 #: depthwise (one input channel per group: a direct per-channel stencil) and strided 1×1 convolutions
 #: (oneDNN gathers the strided pixels first; its backward is several times slower than the GEMM curve).
-CONV_CLASSES = ("conv_depthwise", "conv_depthwise_backward", "conv_1x1_strided", "conv_1x1_strided_backward")
+CONV_CLASSES = ("conv_depthwise", "conv_depthwise_backward", "conv_depthwise_strided",
+                "conv_depthwise_strided_backward", "conv_1x1_strided", "conv_1x1_strided_backward")
 #: Ops whose throughput the host calibration measures individually (elements of the first input per
 #: second): normalisation and pooling kernels on a CPU run far from both the FLOP and the bandwidth roof.
 #: The work counted for each is in ``elements``: elements of the first input, of the output for gathers,
@@ -140,9 +141,10 @@ def _matmul_shape(func, args: tuple) -> tuple[int, int, int, int]:
 
 
 def _conv_shape(func, args: tuple) -> tuple[int, int, int, int]:
-    """Implicit-GEMM view of a convolution: ``m`` = batch × output pixels, ``n`` = out channels per group,
-    ``k`` = in channels per group × kernel volume (a depthwise conv is ``groups`` GEMMs with ``k = 9``).
-    The backward op takes ``(grad_output, input, weight, ...)``; its GEMMs have the forward's shape."""
+    """Implicit-GEMM view of a convolution: ``m`` = batch × output pixels, ``n`` = out channels, ``k`` = in
+    channels per group × kernel volume (``b`` = groups: oneDNN runs the groups of a grouped conv as one
+    kernel, so its efficiency follows the whole output width). The backward op takes ``(grad_output,
+    input, weight, ...)``; its GEMMs have the forward's shape."""
     backward = func.overloadpacket is _aten.convolution_backward
     x, w = (args[1], args[2]) if backward else (args[0], args[1])
     if x.dim() < 3:
@@ -152,7 +154,7 @@ def _conv_shape(func, args: tuple) -> tuple[int, int, int, int]:
     groups = args[position] if len(args) > position and isinstance(args[position], int) else 1
     pixels = math.prod(x.shape[2:])  # input pixels: the output's within the stride factor
     groups = max(int(groups), 1)
-    return groups, x.shape[0] * pixels, max(w.shape[0] // groups, 1), math.prod(w.shape[1:])
+    return groups, x.shape[0] * pixels, w.shape[0], math.prod(w.shape[1:])
 
 
 def _conv_class(func, args: tuple) -> str:
@@ -163,9 +165,10 @@ def _conv_class(func, args: tuple) -> str:
         return ""
     stride = args[4] if backward else (args[3] if len(args) > 3 else [1])
     suffix = "_backward" if backward else ""
+    strided = any(int(s) > 1 for s in stride)
     if w.shape[1] == 1 and x.shape[1] > 1:  # one input channel per group
-        return "conv_depthwise" + suffix
-    if tuple(w.shape[2:]) == (1, 1) and any(int(s) > 1 for s in stride):
+        return ("conv_depthwise_strided" if strided else "conv_depthwise") + suffix
+    if tuple(w.shape[2:]) == (1, 1) and strided:
         return "conv_1x1_strided" + suffix
     return ""
 
