@@ -58,7 +58,10 @@ def gpt_workload(name: str, c) -> Workload:
     # Tensor parallelism (Megatron): 2 all-reduces of [seq, d_model] forward and 2 backward per block.
     tp = 4 * c.seq * c.d_model * 4.0
     tokens = 2048 * c.seq if c.llama else 1536 * c.seq  # Llama 3: 16M tokens/batch; GPT-3 175B: 3.2M
+    dims = {"attention heads": c.n_head, "hidden size": c.d_model,
+            "feed-forward size": c.ffn_dim or 4 * c.d_model, "key/value heads": c.n_kv_head or c.n_head}
     return capture_scalable(name, build, layers=c.n_layer, depth_scaled=True, tp_bytes_per_sample=tp,
+                            tp_dims=dims,
                             sample=f"sequence of {c.seq} tokens", default_batch_per_device=1,
                             default_global_batch=max(1, tokens // c.seq),
                             notes=(f"{c.params / 1e9:.3g}B parameters; captured with 1 and 2 blocks, "

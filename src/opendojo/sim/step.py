@@ -173,6 +173,13 @@ def _micro_batches(w: Workload, s: System, layout: Layout, batch: int) -> int:
                          f"does not match the {s.devices} devices of {s.name!r}")
     if batch % layout.dp:
         raise ValueError(f"batch={batch} is not divisible by dp={layout.dp}")
+    for what, size in w.tp_dims.items():
+        if size % layout.tp:
+            raise ValueError(f"tp={layout.tp} does not divide the {size} {what} of {w.name!r}; "
+                             f"choose a tp that divides {size}")
+    if layout.pp > w.layers:
+        raise ValueError(f"pp={layout.pp} exceeds the {w.layers} blocks of {w.name!r}; a pipeline stage "
+                         f"holds at least one block")
     per_replica = batch // layout.dp
     if per_replica % layout.microbatch:
         raise ValueError(f"batch per data-parallel replica ({per_replica}) is not divisible by "

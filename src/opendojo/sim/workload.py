@@ -51,7 +51,8 @@ class Workload:
     ``act_bytes0 + act_bytes1 · B`` is what the forward pass saves for backward at batch ``B``;
     ``layers`` is the number of repeated blocks (pipeline stages cannot outnumber it);
     ``tp_bytes_per_sample`` is the tensor-parallel all-reduce payload per sample per layer (fp32), 0 when
-    the model is not a transformer stack (tensor parallelism is then not offered).
+    the model is not a transformer stack (tensor parallelism is then not offered); ``tp_dims`` the sizes a
+    tensor-parallel degree must divide.
     """
 
     name: str
@@ -65,6 +66,9 @@ class Workload:
     act_bytes1: float
     layers: int = 1
     tp_bytes_per_sample: float = 0.0
+    #: Sizes tensor parallelism splits (``{"attention heads": 96, "hidden size": 12288, ...}``): a ``tp``
+    #: must divide each. Empty when the model is not a transformer stack.
+    tp_dims: dict[str, int] = field(default_factory=dict)
     sample: str = "sample"
     default_batch_per_device: int = 32
     default_global_batch: int | None = None
