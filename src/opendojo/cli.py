@@ -307,6 +307,8 @@ def _cmd_simulate_validate(args: argparse.Namespace) -> int:
 
 
 def _add_hw_sim(sub: argparse._SubParsersAction) -> None:
+    from opendojo.hw.system import PRECISIONS
+
     hw = sub.add_parser("hw", help="hardware as data: list, show and calibrate systems")
     hws = hw.add_subparsers(dest="hw_command", metavar="ACTION", required=True)
     p = hws.add_parser("list", help="list the systems and parts")
@@ -327,7 +329,8 @@ def _add_hw_sim(sub: argparse._SubParsersAction) -> None:
                                     "comma-separated with --sweep")
     p.add_argument("--nodes", type=int, default=None, help="number of devices (Dojo tiles, GPUs)")
     p.add_argument("--batch", type=int, default=None, help="global batch in samples (default: workload's)")
-    p.add_argument("--precision", default="bf16", choices=["bf16", "cfloat8", "fp32"])
+    p.add_argument("--precision", default="bf16", choices=PRECISIONS,
+                   help="precision the hardware prices (a trainer recipe maps to one: dojo -> cfloat8)")
     p.add_argument("--parallel", default=None,
                    help="e.g. dp=8,tp=4,pp=2[,vp=2,mb=1,zero=0|1|2,recompute=0|1,sp=0|1]")
     p.add_argument("--h100-eq", default="delivered", choices=["delivered", "peak", "power"],

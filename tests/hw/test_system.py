@@ -5,9 +5,12 @@ from opendojo.hw.quantity import parse_quantity
 from opendojo.hw.system import parse_part
 
 
-def test_tile_peak_is_25_d1_of_354_nodes():
-    assert total("training-tile", "peak_flops_bf16") == pytest.approx(25 * 354 * 1.024e12)
-    assert total("d1", "peak_flops_bf16") == pytest.approx(362.5e12, rel=1e-3)
+def test_tile_and_d1_peaks_match_teslas_published_figures():
+    # Published: D1 362 TFLOP/s BF16 (AI Day 2021), training tile 9 PFLOP/s (AI Day 2021: "9 PFLOPS").
+    # The files state only a node's rate and the part counts; the totals are derived.
+    assert total("d1", "peak_flops_bf16") == pytest.approx(362e12, rel=0.01)
+    assert total("training-tile", "peak_flops_bf16") == pytest.approx(9.05e15, rel=0.01)
+    assert total("dojo-exapod", "power_w") > 120 * total("training-tile", "power_w")  # cabinets draw more
 
 
 def test_exapod_totals_match_published_capacities():
@@ -69,3 +72,29 @@ def test_with_devices_rejects_nonpositive():
     with pytest.raises(ValueError, match="nodes=0"):
         load_system("h100-dgx").with_devices(0)
     assert load_system("h100-dgx").with_devices(4).scale_up_size == 4
+
+
+def test_every_trainer_recipe_maps_to_a_priced_precision():
+    from opendojo.hw.system import PRECISIONS, RECIPE_PRECISION
+    from opendojo.train.config import PRECISIONS as RECIPES
+
+    assert set(RECIPE_PRECISION) == set(RECIPES)
+    assert set(RECIPE_PRECISION.values()) <= set(PRECISIONS)
+
+
+def test_capabilities_come_from_the_device_file():
+    host, h100 = load_system("host"), load_system("h100-dgx")
+    assert host.caps.dispatch == "serial" and host.caps.precisions == ("fp32",) and host.caps.max_devices == 1
+    assert h100.caps.dispatch == "launch-floor" and h100.caps.cfloat8_gemms == "opendojo.nn"
+    assert h100.capacity_bytes == pytest.approx(0.95 * 80e9)
+    with pytest.raises(ValueError, match="at most 1 device"):
+        host.with_devices(2)
+
+
+def test_a_device_without_capabilities_is_refused_naming_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"\[capabilities\] usable_memory = 2 must be in \(0, 1\]"):
+        parse_part({"name": "x", "kind": "gpu", "description": "d",
+                    "capabilities": {"usable_memory": 2, "memory_name": "HBM", "dispatch": "serial",
+                                     "optimizer_dispatch": "foreach", "tensor_parallel": [1],
+                                     "pipeline": True, "overlap_communication": True,
+                                     "precisions": ["bf16"]}}, "x.toml")

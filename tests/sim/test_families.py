@@ -6,7 +6,7 @@ from opendojo.errors import UsageError
 from opendojo.hw.system import load_system
 from opendojo.sim.families import FAMILIES, draw
 from opendojo.sim.layout import Layout
-from opendojo.sim.ops import KIND
+from opendojo.sim.ops import KIND, RATED_OPS
 from opendojo.sim.step import estimate_step
 from opendojo.sim.workload import capture_module
 
@@ -46,7 +46,9 @@ def test_depthwise_conv_backward_has_the_forward_gemm_shape():
     w = capture_module(conv, (torch.randn(4, 16, 8, 8),))
     ops = w.at(4)
     shapes = {(ops["n"][i], ops["k"][i]) for i in np.flatnonzero(ops["kind"] == KIND["conv"])}
-    assert shapes == {(1.0, 9.0)}  # one output channel per group, 1 channel x 3x3 per group
+    assert shapes == {(16.0, 9.0)}  # all output channels, 1 input channel x 3x3 per group
+    rated = {RATED_OPS[r - 1] for r in ops["rated"][ops["kind"] == KIND["conv"]]}
+    assert rated == {"conv_depthwise", "conv_depthwise_backward"}  # priced as its own class on the host
 
 
 def test_an_op_without_a_cost_model_is_named_in_notes_with_its_count_and_share():

@@ -1,9 +1,12 @@
 import pytest
 import torch
 
+from opendojo.sim.layout import parse_parallel
 from opendojo.sim.validate import (
     format_table,
     measure_step_time,
+    published_layouts,
+    references,
     validate_dojo,
     validate_gpu,
     validate_held_out,
@@ -19,12 +22,40 @@ def test_dojo_consistency_rows_reproduce_teslas_published_totals():
     assert all(r.ok for r in rows.values()), [c for c, r in rows.items() if not r.ok]
 
 
-def test_gpu_rows_cite_sources_and_table_reports_each_section():
-    rows = validate_gpu()
+def test_published_runs_use_their_own_settings_unsearched():
+    runs = {r["case"]: r for r in references("gpu")}
+    rows = validate_gpu(groups=("in-sample",))
     assert {"Megatron 1T", "Llama 3 405B"} <= {r.case.split(",")[0] for r in rows}
-    assert all("arXiv" in r.source for r in rows)
+    for row in rows:
+        run = runs[row.case]
+        central = published_layouts(run)[0]
+        fixed = parse_parallel(run["layout"])
+        assert (central.dp, central.tp, central.pp) == (fixed["dp"], fixed["tp"], fixed["pp"])
+        assert central.recompute == bool(fixed["recompute"]) and central.zero == fixed["zero"]
+        assert central.describe() in row.note  # predicted at the paper's layout, not a searched one
+        assert "arXiv" in row.source and row.section == "gpu in-sample"
     table = format_table(rows + validate_dojo())
-    assert "gpu: MAPE" in table and "dojo: MAPE" in table and "worst" in table
+    assert "gpu in-sample: MAPE" in table and "dojo check: MAPE" in table and "worst" in table
+
+
+def test_open_settings_are_enumerated_with_the_first_values_first():
+    run = {"layout": "dp=4,tp=2,pp=2,recompute=1,sp=0,zero=0", "open": {"mb": [1, 2], "vp": [1, 2]}}
+    layouts = published_layouts(run)
+    assert [(x.microbatch, x.vp) for x in layouts] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert all((x.dp, x.tp, x.pp, x.recompute) == (4, 2, 2, True) for x in layouts)
+
+
+def test_reference_files_mark_every_gpu_run_in_sample_or_held_out_with_three_llm_sources_at_most():
+    runs = references("gpu")
+    assert {r["group"] for r in runs} == {"in-sample", "held-out"}
+    assert len(runs) >= 12 and all(r["value"] > 0 and "arXiv" in r["source"] for r in runs)
+
+
+@pytest.mark.slow
+def test_held_out_gpu_runs_are_scored_apart_from_in_sample_ones():
+    rows = validate_gpu()
+    assert {r.section for r in rows} == {"gpu in-sample", "gpu held-out"}
+    assert sum(r.section == "gpu held-out" for r in rows) >= 9
 
 
 def test_step_time_grows_with_the_work_of_the_step():

@@ -100,14 +100,21 @@ def _matmul_rates() -> dict[str, float]:
 
 
 #: Convolutions timed for the conv curve: (batch, in channels, out channels, kernel, groups, pixels).
+#: Depthwise and strided 1×1 convolutions are classes of their own (:func:`_conv_class_rates`).
 _CONVS = ((8, 64, 64, 3, 1, 32), (8, 16, 16, 3, 1, 32), (8, 32, 64, 1, 1, 32), (8, 128, 128, 3, 1, 16),
-          (8, 3, 16, 7, 1, 64), (8, 64, 64, 3, 64, 32), (8, 64, 64, 3, 8, 32), (2, 32, 32, 3, 1, 32))
+          (8, 3, 16, 7, 1, 64), (8, 64, 64, 3, 8, 32), (4, 64, 64, 3, 4, 24), (2, 32, 32, 3, 1, 32),
+          (8, 64, 32, 1, 1, 12))
+#: The non-GEMM conv classes of ``sim.ops.CONV_CLASSES``: name → convolutions (as in :data:`_CONVS`,
+#: plus the stride) whose FLOP rates, forward and backward, are pooled into the class's rate.
+_CONV_CLASSES = {"conv_depthwise": ((8, 64, 64, 3, 64, 32, 1), (8, 24, 24, 3, 24, 24, 1)),
+                 "conv_depthwise_strided": ((8, 24, 24, 3, 24, 48, 2), (8, 64, 64, 3, 64, 32, 2)),
+                 "conv_1x1_strided": ((8, 32, 64, 1, 1, 12, 2), (8, 64, 128, 1, 1, 16, 2))}
 
 
 def _conv_rates() -> dict[str, float]:
     """Convolutions forward and backward over :data:`_CONVS`, each fitted to ``rate = peak · h(m) h(n)
-    h(k)`` in the implicit-GEMM shape the simulator uses (``m`` batch·pixels, ``n`` out channels per
-    group, ``k`` in channels per group · kernel area): its own peak and half-dimension per direction."""
+    h(k)`` in the implicit-GEMM shape the simulator uses (``m`` batch·pixels, ``n`` out channels,
+    ``k`` in channels per group · kernel area): its own peak and half-dimension per direction."""
     import torch
     import torch.nn.functional as F
 
@@ -122,11 +129,34 @@ def _conv_rates() -> dict[str, float]:
         gy = torch.randn_like(y)
         bwd.append(2 * flops / _median_time(lambda y=y, x=x, w=w, gy=gy: torch.autograd.grad(
             y, (x, w), gy, retain_graph=True), repeats=3))  # input grad + weight grad
-        shapes.append((batch * px * px, cout // groups, cin // groups * kernel * kernel))
+        shapes.append((batch * px * px, cout, cin // groups * kernel * kernel))
     peak, conv_half = fit_matmul_curve(shapes, fwd)
     peak_bwd, bwd_half = fit_matmul_curve(shapes, bwd)
     return {"conv_flops": peak, "conv_half_dim": conv_half, "conv_bwd_flops": peak_bwd,
             "conv_bwd_half_dim": bwd_half}
+
+
+def _conv_class_rates() -> dict[str, float]:
+    """FLOP/s of each non-GEMM conv class forward and backward: total FLOPs / total time over its
+    convolutions (so a class spanning fast and slow shapes is not decided by one of them)."""
+    import torch
+    import torch.nn.functional as F
+
+    out = {}
+    for name, convs in _CONV_CLASSES.items():
+        flops, t_fwd, t_bwd = 0.0, 0.0, 0.0
+        for batch, cin, cout, kernel, groups, px, stride in convs:
+            x = torch.randn(batch, cin, px, px, requires_grad=True)
+            w = torch.randn(cout, cin // groups, kernel, kernel, requires_grad=True)
+            conv = partial(F.conv2d, x, w, stride=stride, padding=kernel // 2, groups=groups)
+            y = conv()
+            flops += 2.0 * y.numel() * (cin // groups) * kernel * kernel
+            t_fwd += _median_time(lambda conv=conv: conv().detach(), repeats=3)
+            gy = torch.randn_like(y)
+            t_bwd += _median_time(lambda y=y, x=x, w=w, gy=gy: torch.autograd.grad(
+                y, (x, w), gy, retain_graph=True), repeats=3)
+        out[name], out[f"{name}_backward"] = flops / t_fwd, 2.0 * flops / t_bwd
+    return out
 
 
 def _recurrent_rates(half: float) -> dict[str, float]:
@@ -175,7 +205,7 @@ def measure_host(progress: bool = True) -> dict[str, float]:
     out["special_rate"] = g.numel() / _median_time(lambda: F.gelu(g), repeats=3, min_time=0.1)
     bar.update()
     out["attention_flops"] = _attention_rate()
-    out.update({f"rate_{k}": v for k, v in _rated_op_rates().items()})
+    out.update({f"rate_{k}": v for k, v in {**_rated_op_rates(), **_conv_class_rates()}.items()})
     bar.update()
     params = [torch.nn.Parameter(torch.randn(16)) for _ in range(64)]
     for p_ in params:

@@ -4,9 +4,9 @@ Every number in ``hw/specs/*.toml`` is written as an inline table::
 
     peak_flops_bf16 = { value = 1.024e12, unit = "FLOP/s", source = "Hot Chips 34", confidence = "P" }
 
-Confidence letters follow ``shared/specs/dojo-hardware.md``: ``P`` primary (vendor / Tesla talk or paper),
-``S`` good secondary, ``D`` derived here by arithmetic or measured on this machine, ``U`` uncertain — a
-``U`` number must carry a ``range = [low, high]`` so that the simulator can sweep it.
+Confidence letters (docs/hardware.md): ``P`` primary (vendor / Tesla talk or paper), ``S`` good secondary,
+``D`` derived here by arithmetic or measured on this machine, ``U`` uncertain — a ``U`` number must carry a
+``range = [low, high]`` so that the simulator can sweep it.
 """
 
 from __future__ import annotations

@@ -25,7 +25,13 @@ DERIVED_ONLY = ("peak_flops_bf16", "peak_flops_cfloat8", "peak_flops_fp32", "sra
                 "hbm_bytes", "hbm_bw")
 #: Summed over parts unless the file states its own (a package draws more than its dies).
 ADDITIVE = (*DERIVED_ONLY, "power_w")
+#: The precisions the hardware models price: the rates a spec file states as ``peak_flops_<precision>``.
 PRECISIONS = ("bf16", "cfloat8", "fp32")
+#: The trainer's numeric recipes (fp32, BF16 autocast, and opendojo.nn's CFloat recipes ``dojo`` and
+#: ``dojo_lean``, whose GEMMs run in CFloat8) → the precision the simulator prices each at. Written once,
+#: here: ``train.config.PRECISIONS`` should be ``tuple(RECIPE_PRECISION)``, and the service's quotes map a
+#: job's recipe through this table.
+RECIPE_PRECISION = {"fp32": "fp32", "bf16": "bf16", "dojo": "cfloat8", "dojo_lean": "cfloat8"}
 FAMILIES = ("dojo", "gpu", "cpu")
 _REQUIRED_DEVICE = {
     "dojo": ("peak_flops_bf16", "peak_flops_fp32", "sram_bytes", "power_w", "edge_bw", "hop_latency_s"),
@@ -69,7 +75,7 @@ class Capabilities:
     parallel degrees worth trying (bounded by the scale-up domain where there is one); ``pipeline``:
     whether pipeline stages are tried; ``overlap_communication``: whether gradient all-reduces overlap the
     backward pass; ``precisions``: the precisions the device is modelled for; ``max_devices``: 0 for any
-    number, else the most devices a system of it can have."""
+    number, else the most devices a system of it can have; ``cfloat8_gemms``: :data:`CFLOAT8_GEMMS`."""
 
     usable_memory: float
     memory_name: str
@@ -80,6 +86,13 @@ class Capabilities:
     overlap_communication: bool
     precisions: tuple[str, ...]
     max_devices: int = 0
+    cfloat8_gemms: str = "native"
+
+
+#: Which GEMMs run at the ``cfloat8`` peak: ``native`` (every matmul and convolution: Dojo computes in
+#: CFloat8) or ``opendojo.nn`` (only the Linear GEMMs ``opendojo.nn`` runs on FP8 tensor cores, the rest at
+#: the BF16 peak: a GPU running a converted model).
+CFLOAT8_GEMMS = ("native", "opendojo.nn")
 
 
 def parse_capabilities(raw: dict, where: str) -> Capabilities:
@@ -87,7 +100,7 @@ def parse_capabilities(raw: dict, where: str) -> Capabilities:
     from opendojo.errors import check_choice
 
     fields = {f: raw.get(f) for f in Capabilities.__dataclass_fields__}
-    missing = [f for f, v in fields.items() if v is None and f != "max_devices"]
+    missing = [f for f, v in fields.items() if v is None and f not in ("max_devices", "cfloat8_gemms")]
     if missing:
         raise ValueError(f"{where}: [capabilities] is missing {', '.join(missing)}")
     usable = fields["usable_memory"]
@@ -99,6 +112,8 @@ def parse_capabilities(raw: dict, where: str) -> Capabilities:
                      OPTIMIZER_DISPATCH)
         for p in fields["precisions"]:
             check_choice(f"{where}: [capabilities] precisions", p, PRECISIONS)
+        check_choice(f"{where}: [capabilities] cfloat8_gemms", fields["cfloat8_gemms"] or "native",
+                     CFLOAT8_GEMMS)
     except ValueError as e:
         raise ValueError(str(e)) from None
     tps = fields["tensor_parallel"]
@@ -107,7 +122,7 @@ def parse_capabilities(raw: dict, where: str) -> Capabilities:
     return Capabilities(float(usable), str(fields["memory_name"]), fields["dispatch"],
                         fields["optimizer_dispatch"], tuple(tps), bool(fields["pipeline"]),
                         bool(fields["overlap_communication"]), tuple(fields["precisions"]),
-                        int(fields["max_devices"] or 0))
+                        int(fields["max_devices"] or 0), fields["cfloat8_gemms"] or "native")
 
 
 @dataclass(frozen=True)

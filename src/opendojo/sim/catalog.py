@@ -41,9 +41,15 @@ def list_workloads() -> list[str]:
 
 
 def _gpt(name: str) -> Workload:
-    from opendojo.models.reference_gpt import GPT_PRESETS, gpt, gpt_inputs
+    from opendojo.models.reference_gpt import GPT_PRESETS
 
-    c = GPT_PRESETS[name]
+    return gpt_workload(name, GPT_PRESETS[name])
+
+
+def gpt_workload(name: str, c) -> Workload:
+    """The workload of a GPT of shape ``c`` (a ``models.reference_gpt.GPTConfig``), captured with 1 and 2
+    blocks and extrapolated to ``c.n_layer``, with Megatron's tensor-parallel traffic per block."""
+    from opendojo.models.reference_gpt import gpt, gpt_inputs
 
     def build(batch: int, depth: int):
         m = gpt(c, device="meta", n_layer=depth)
@@ -52,7 +58,10 @@ def _gpt(name: str) -> Workload:
     # Tensor parallelism (Megatron): 2 all-reduces of [seq, d_model] forward and 2 backward per block.
     tp = 4 * c.seq * c.d_model * 4.0
     tokens = 2048 * c.seq if c.llama else 1536 * c.seq  # Llama 3: 16M tokens/batch; GPT-3 175B: 3.2M
+    dims = {"attention heads": c.n_head, "hidden size": c.d_model,
+            "feed-forward size": c.ffn_dim or 4 * c.d_model, "key/value heads": c.n_kv_head or c.n_head}
     return capture_scalable(name, build, layers=c.n_layer, depth_scaled=True, tp_bytes_per_sample=tp,
+                            tp_dims=dims,
                             sample=f"sequence of {c.seq} tokens", default_batch_per_device=1,
                             default_global_batch=max(1, tokens // c.seq),
                             notes=(f"{c.params / 1e9:.3g}B parameters; captured with 1 and 2 blocks, "

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opendojo.hw.system import Device
-from opendojo.sim.ops import KIND, RATED_OPS
+from opendojo.hw.system import Capabilities, Device
+from opendojo.sim.ops import GEMM_ROLES, KIND, RATED_OPS
 
 #: glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: larger blocks are always fresh mmap pages.
 MMAP_THRESHOLD_BYTES = 32 * 2**20
@@ -58,7 +58,21 @@ def _h(d: np.ndarray, half: float | np.ndarray) -> np.ndarray:
     return d / (d + half)
 
 
-def _gemm_rates(ops: dict[str, np.ndarray], device: Device, precision: str, split: float) -> np.ndarray:
+def gemm_peak(ops: dict[str, np.ndarray], device: Device, precision: str, cfloat8_gemms: str) -> np.ndarray:
+    """Peak FLOP/s per op for GEMM-like kernels. With ``cfloat8`` on a device whose ``cfloat8_gemms`` is
+    ``opendojo.nn`` (a GPU running a converted model), only the Linear GEMMs named in
+    ``opendojo.nn.FP8_GPU_GEMMS`` run at the FP8 peak; every other GEMM at the BF16 peak."""
+    peak = np.full(len(ops["kind"]), device.peak_flops[precision])
+    if precision != "cfloat8" or cfloat8_gemms == "native":
+        return peak
+    from opendojo.nn import FP8_GPU_GEMMS
+
+    fp8_roles = [i for i, r in enumerate(GEMM_ROLES) if r and r in FP8_GPU_GEMMS]
+    return np.where(np.isin(ops["role"], fp8_roles), peak, device.peak_flops["bf16"])
+
+
+def _gemm_rates(ops: dict[str, np.ndarray], device: Device, precision: str, split: float,
+                cfloat8_gemms: str) -> np.ndarray:
     """FLOP/s of every op as a GEMM-like kernel (matmul, attention, conv, recurrent) or a vector op."""
     kind = ops["kind"]
     gemm = (kind == KIND["matmul"]) | (kind == KIND["attention"])
@@ -69,7 +83,7 @@ def _gemm_rates(ops: dict[str, np.ndarray], device: Device, precision: str, spli
                                        device.conv_half_dim), half)
     shape_eff = _h(ops["m"], half) * _h(np.maximum(ops["n"] / split, 1.0), half) * _h(ops["k"], half)
     shape_eff = np.where(kind == KIND["attention"], 1.0, shape_eff)
-    peak = device.peak_flops[precision]
+    peak = gemm_peak(ops, device, precision, cfloat8_gemms)
     conv_peak = device.conv_flops if device.conv_flops else peak * device.eff_conv_max
     if device.conv_bwd_flops:
         conv_peak = np.where(ops["phase"] == 1, device.conv_bwd_flops, conv_peak)
@@ -112,14 +126,14 @@ def _memory_time(ops: dict[str, np.ndarray], device: Device, nbytes: np.ndarray,
     return t_mem
 
 
-def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, dispatch: str, *,
+def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, caps: Capabilities, *,
                split: float = 1.0, mask: np.ndarray | None = None, fusion: bool = False) -> PhaseTime:
     """Time of the ops selected by ``mask`` (default: all) of an evaluated op table (``Workload.at``).
 
     ``split`` divides every op's work ``split`` ways (tensor parallelism: FLOPs, bytes and the GEMM ``n``
     dimension shrink; the dispatch count does not). ``fusion`` models a pointwise-fusing compiler
     (torch.compile): a pointwise op fed by another skips re-reading that input and launches no kernel.
-    ``dispatch``: the device's ``Capabilities.dispatch`` (``serial`` or ``launch-floor``).
+    ``caps``: the device's capabilities (how dispatch adds up, which GEMMs run at the cfloat8 peak).
     """
     kind, count = ops["kind"], ops["count"]
     sel = np.ones(len(kind), dtype=bool) if mask is None else mask
@@ -127,14 +141,14 @@ def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, dispa
     scale = np.where(is_opt, 1.0, BYTE_SCALE[precision])  # optimizer runs on fp32 master weights
     raw_bytes = ops["bytes"] - ops["fused_bytes"] if fusion and "fused_bytes" in ops else ops["bytes"]
     flops, nbytes = ops["flops"] / split, raw_bytes * scale / split
-    t_gemm = flops / _gemm_rates(ops, device, precision, split)
+    t_gemm = flops / _gemm_rates(ops, device, precision, split, caps.cfloat8_gemms)
     t_compute = _measured_compute(ops, device, flops, split, t_gemm)
     t_mem = _memory_time(ops, device, nbytes, scale, split)
     free = (kind == KIND["view"]) | (kind == KIND["scalar"])
     t_compute = np.where(free, 0.0, t_compute)
     t_mem = np.where(free, 0.0, t_mem)
     busy = np.maximum(t_compute, t_mem)
-    if dispatch == "serial":  # eager CPU: every op, views too, pays its dispatch in series
+    if caps.dispatch == "serial":  # eager CPU: every op, views too, pays its dispatch in series
         overhead = np.full(len(kind), device.op_overhead_s)
     else:  # GPU kernel launch floor; Dojo: the end-of-op barrier across the tile
         launched = ~free & ~((ops["fused"] > 0) if fusion and "fused" in ops else np.zeros(len(kind), bool))

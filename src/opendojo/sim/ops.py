@@ -23,6 +23,9 @@ from torch.utils.flop_counter import flop_registry
 KINDS = ("matmul", "conv", "attention", "elementwise", "norm", "rng", "view", "scalar", "special", "softmax",
          "recurrent", "gather", "scatter", "fft", "sort", "pool", "copy", "reduction", "unknown")
 KIND = {k: i for i, k in enumerate(KINDS)}
+#: What a 2-D matmul is in a Linear layer, in ``opendojo.nn.FP8_GPU_GEMMS``'s ``layer.pass`` names
+#: (index 0: not a Linear GEMM — batched matmuls, attention, convolutions). Recorded per op as ``role``.
+GEMM_ROLES = ("", "linear.forward", "linear.dgrad", "linear.wgrad")
 #: Kinds a pointwise-fusing compiler merges into one kernel when one feeds the next.
 POINTWISE_KINDS = (KIND["elementwise"], KIND["special"], KIND["rng"])
 
@@ -83,6 +86,11 @@ _ELEMENTWISE = {_aten.hardtanh_backward, _aten.leaky_relu_backward, _aten.elu_ba
 RECURRENT_OPS = ("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward")
 
 
+#: Convolutions that CPU kernels do not run as an implicit GEMM, each rated on its own (work = FLOP):
+#: depthwise (one input channel per group: a direct per-channel stencil) and strided 1×1 convolutions
+#: (oneDNN gathers the strided pixels first; its backward is several times slower than the GEMM curve).
+CONV_CLASSES = ("conv_depthwise", "conv_depthwise_backward", "conv_depthwise_strided",
+                "conv_depthwise_strided_backward", "conv_1x1_strided", "conv_1x1_strided_backward")
 #: Ops whose throughput the host calibration measures individually (elements of the first input per
 #: second): normalisation and pooling kernels on a CPU run far from both the FLOP and the bandwidth roof.
 #: The work counted for each is in ``elements``: elements of the first input, of the output for gathers,
@@ -93,7 +101,7 @@ RATED_OPS = ("native_batch_norm", "native_batch_norm_backward", "native_layer_no
              "max_pool2d_with_indices_backward", "_softmax", "_softmax_backward_data", "_log_softmax",
              "_log_softmax_backward_data", "embedding", "embedding_dense_backward", "_fft_r2c", "_fft_c2r",
              "_fft_c2c", "sort", "cumsum", "_adaptive_avg_pool2d", "avg_pool2d", "upsample_nearest2d",
-             "upsample_nearest2d_backward")
+             "upsample_nearest2d_backward", *CONV_CLASSES)
 _RATED = {name: i + 1 for i, name in enumerate(RATED_OPS)}
 
 
@@ -133,9 +141,10 @@ def _matmul_shape(func, args: tuple) -> tuple[int, int, int, int]:
 
 
 def _conv_shape(func, args: tuple) -> tuple[int, int, int, int]:
-    """Implicit-GEMM view of a convolution: ``m`` = batch × output pixels, ``n`` = out channels per group,
-    ``k`` = in channels per group × kernel volume (a depthwise conv is ``groups`` GEMMs with ``k = 9``).
-    The backward op takes ``(grad_output, input, weight, ...)``; its GEMMs have the forward's shape."""
+    """Implicit-GEMM view of a convolution: ``m`` = batch × output pixels, ``n`` = out channels, ``k`` = in
+    channels per group × kernel volume (``b`` = groups: oneDNN runs the groups of a grouped conv as one
+    kernel, so its efficiency follows the whole output width). The backward op takes ``(grad_output,
+    input, weight, ...)``; its GEMMs have the forward's shape."""
     backward = func.overloadpacket is _aten.convolution_backward
     x, w = (args[1], args[2]) if backward else (args[0], args[1])
     if x.dim() < 3:
@@ -145,7 +154,23 @@ def _conv_shape(func, args: tuple) -> tuple[int, int, int, int]:
     groups = args[position] if len(args) > position and isinstance(args[position], int) else 1
     pixels = math.prod(x.shape[2:])  # input pixels: the output's within the stride factor
     groups = max(int(groups), 1)
-    return groups, x.shape[0] * pixels, max(w.shape[0] // groups, 1), math.prod(w.shape[1:])
+    return groups, x.shape[0] * pixels, w.shape[0], math.prod(w.shape[1:])
+
+
+def _conv_class(func, args: tuple) -> str:
+    """``CONV_CLASSES`` name of a convolution that is not an implicit GEMM on a CPU, else ``""``."""
+    backward = func.overloadpacket is _aten.convolution_backward
+    x, w = (args[1], args[2]) if backward else (args[0], args[1])
+    if x.dim() != 4:
+        return ""
+    stride = args[4] if backward else (args[3] if len(args) > 3 else [1])
+    suffix = "_backward" if backward else ""
+    strided = any(int(s) > 1 for s in stride)
+    if w.shape[1] == 1 and x.shape[1] > 1:  # one input channel per group
+        return ("conv_depthwise_strided" if strided else "conv_depthwise") + suffix
+    if tuple(w.shape[2:]) == (1, 1) and strided:
+        return "conv_1x1_strided" + suffix
+    return ""
 
 
 def _classify(packet, func) -> str:
@@ -199,6 +224,9 @@ def op_cost(func, args: tuple, kwargs: dict, out: object) -> dict[str, float]:
     elif kind == "conv":
         b, m, n, k = _conv_shape(func, args)
         rec.update(flops=float(flop_registry[packet](*args, **kwargs, out_val=out)), b=b, m=m, n=n, k=k)
+        conv_class = _conv_class(func, args)
+        if conv_class:
+            rec.update(rated=_RATED[conv_class], elements=rec["flops"])
     elif kind == "attention":
         rec.update(flops=_attention_flops(func, args, kwargs))
     elif kind == "rng":

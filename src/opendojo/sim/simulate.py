@@ -39,7 +39,8 @@ def _candidates(w: Workload, s: System, batch: int, fixed: dict[str, int]) -> li
     n = s.devices
     transformer = w.tp_bytes_per_sample > 0
     # Tensor parallelism stays inside the scale-up (NVLink) domain where the system has one.
-    tps = [t for t in s.caps.tensor_parallel if n % t == 0 and (s.scale_up_size <= 1 or t <= s.scale_up_size)]
+    tps = [t for t in s.caps.tensor_parallel if n % t == 0 and (s.scale_up_size <= 1 or t <= s.scale_up_size)
+           and all(size % t == 0 for size in w.tp_dims.values())]
     if not transformer:
         tps = [1]
     if "tp" in fixed:

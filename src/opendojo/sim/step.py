@@ -114,12 +114,12 @@ def _split_time(ops: dict, s: System, precision: str, layout: Layout, mask) -> P
     """Table time of the ops in ``mask`` split ``tp`` ways; without sequence parallelism the norms run
     whole on every TP rank (they sit outside the tensor-parallel GEMMs)."""
     if layout.tp == 1 or layout.sp:
-        return table_time(ops, s.device, precision, s.caps.dispatch, split=layout.tp, mask=mask,
+        return table_time(ops, s.device, precision, s.caps, split=layout.tp, mask=mask,
                           fusion=s.pointwise_fusion)
     norm = ops["kind"] == KIND["norm"]
-    return (table_time(ops, s.device, precision, s.caps.dispatch, split=layout.tp, mask=mask & ~norm,
+    return (table_time(ops, s.device, precision, s.caps, split=layout.tp, mask=mask & ~norm,
                        fusion=s.pointwise_fusion)
-            + table_time(ops, s.device, precision, s.caps.dispatch, split=1, mask=mask & norm,
+            + table_time(ops, s.device, precision, s.caps, split=1, mask=mask & norm,
                          fusion=s.pointwise_fusion))
 
 
@@ -159,7 +159,7 @@ def unknown_op_notes(w: Workload, ops: dict, s: System, precision: str, step_tim
     notes = []
     for name in sorted(set(names[unknown])):
         mask = unknown & (names == name)
-        t = table_time(ops, s.device, precision, s.caps.dispatch, mask=mask, fusion=s.pointwise_fusion).total
+        t = table_time(ops, s.device, precision, s.caps, mask=mask, fusion=s.pointwise_fusion).total
         count = float(np.sum(ops["count"][mask]))
         notes.append(f"unknown op aten.{name}: {count:.0f} per step, estimated {100 * t / step_time_s:.1f} % "
                      f"of the step (no cost model for its class; timed as a memory-bound elementwise op)")
@@ -173,6 +173,13 @@ def _micro_batches(w: Workload, s: System, layout: Layout, batch: int) -> int:
                          f"does not match the {s.devices} devices of {s.name!r}")
     if batch % layout.dp:
         raise ValueError(f"batch={batch} is not divisible by dp={layout.dp}")
+    for what, size in w.tp_dims.items():
+        if size % layout.tp:
+            raise ValueError(f"tp={layout.tp} does not divide the {size} {what} of {w.name!r}; "
+                             f"choose a tp that divides {size}")
+    if layout.pp > w.layers:
+        raise ValueError(f"pp={layout.pp} exceeds the {w.layers} blocks of {w.name!r}; a pipeline stage "
+                         f"holds at least one block")
     per_replica = batch // layout.dp
     if per_replica % layout.microbatch:
         raise ValueError(f"batch per data-parallel replica ({per_replica}) is not divisible by "
@@ -199,7 +206,7 @@ def _optimizer_time(w: Workload, s: System, ops: dict, precision: str, layout: L
     its dispatch cost follows the device's ``optimizer_dispatch`` capability."""
     opt_mask = ops["phase"] == 2
     full = _memoised(memo, ("opt", layout.microbatch), lambda: table_time(
-        ops, s.device, precision, s.caps.dispatch, mask=opt_mask, fusion=s.pointwise_fusion))
+        ops, s.device, precision, s.caps, mask=opt_mask, fusion=s.pointwise_fusion))
     shard = layout.tp * layout.pp * (layout.dp if layout.zero else 1)
     dispatch = full.overhead
     if s.caps.optimizer_dispatch == "per-tensor" and s.device.optimizer_tensor_s:

@@ -36,7 +36,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from opendojo.sim.ops import KIND, POINTWISE_KINDS, op_cost, recurrent_cost
+from opendojo.sim.ops import GEMM_ROLES, KIND, POINTWISE_KINDS, op_cost, recurrent_cost
 
 #: Batch sizes of the two captures (batch 1 is avoided: size-1 dims take other code paths).
 _CAPTURE_BATCHES = (2, 4)
@@ -51,7 +51,8 @@ class Workload:
     ``act_bytes0 + act_bytes1 · B`` is what the forward pass saves for backward at batch ``B``;
     ``layers`` is the number of repeated blocks (pipeline stages cannot outnumber it);
     ``tp_bytes_per_sample`` is the tensor-parallel all-reduce payload per sample per layer (fp32), 0 when
-    the model is not a transformer stack (tensor parallelism is then not offered).
+    the model is not a transformer stack (tensor parallelism is then not offered); ``tp_dims`` the sizes a
+    tensor-parallel degree must divide.
     """
 
     name: str
@@ -65,6 +66,9 @@ class Workload:
     act_bytes1: float
     layers: int = 1
     tp_bytes_per_sample: float = 0.0
+    #: Sizes tensor parallelism splits (``{"attention heads": 96, "hidden size": 12288, ...}``): a ``tp``
+    #: must divide each. Empty when the model is not a transformer stack.
+    tp_dims: dict[str, int] = field(default_factory=dict)
     sample: str = "sample"
     default_batch_per_device: int = 32
     default_global_batch: int | None = None
@@ -80,7 +84,8 @@ class Workload:
         out = {x: self.ops[f"{x}0"] + self.ops[f"{x}1"] * batch for x in _LINEAR}
         out.update(kind=self.ops["kind"], phase=self.ops["phase"], count=self.ops["count"],
                    rated=self.ops["rated"], group=self.ops.get("group", np.zeros(len(self.ops["kind"]))),
-                   fused=self.ops.get("fused", np.zeros(len(self.ops["kind"]), dtype=np.int64)))
+                   fused=self.ops.get("fused", np.zeros(len(self.ops["kind"]), dtype=np.int64)),
+                   role=self.ops.get("role", np.zeros(len(self.ops["kind"]), dtype=np.int64)))
         return out
 
     def flops(self, batch: float) -> float:
@@ -160,8 +165,10 @@ class _Recorder(TorchDispatchMode):
     """Records every op; also which pointwise op reads a tensor that another pointwise op just produced
     (``fused_bytes``: the read a pointwise-fusing compiler such as torch.compile would not do)."""
 
-    def __init__(self) -> None:
+    def __init__(self, param_shapes: frozenset[tuple[int, ...]] = frozenset()) -> None:
         super().__init__()
+        #: Shapes of the model's parameters: a backward 2-D matmul producing one is a weight gradient.
+        self.param_shapes = param_shapes
         self.phase = 0
         self.records: list[dict] = []
         self.names: list[str] = []
@@ -185,6 +192,16 @@ class _Recorder(TorchDispatchMode):
         """Record a fused kernel that the meta device does not dispatch as one op."""
         self.records.append(dict(rec, phase=self.phase))
         self.names.append(name)
+
+    def _gemm_role(self, func, out: object) -> int:
+        """Index in ``GEMM_ROLES``: a 2-D mm/addmm is a Linear's forward GEMM in the forward pass; in the
+        backward pass, its weight gradient when it produces a parameter's shape, else its data gradient."""
+        if func.overloadpacket not in (torch.ops.aten.mm, torch.ops.aten.addmm) or self.phase > 1:
+            return 0
+        if self.phase == 0:
+            return GEMM_ROLES.index("linear.forward")
+        wgrad = isinstance(out, torch.Tensor) and tuple(out.shape) in self.param_shapes
+        return GEMM_ROLES.index("linear.wgrad" if wgrad else "linear.dgrad")
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -214,6 +231,7 @@ class _Recorder(TorchDispatchMode):
                     self._pointwise_outputs.add(t.untyped_storage()._cdata)
         rec["fused_bytes"] = fused
         rec["fused"] = int(fused > 0)
+        rec["role"] = self._gemm_role(func, out)
         self.records.append(rec)
         self.names.append(func.overloadpacket.__name__)
         return out
@@ -270,7 +288,8 @@ def _step_records(model: nn.Module, inputs: object) -> tuple[list[dict], list[st
             saved[st._cdata] = st.nbytes()
         return t
 
-    rec = _Recorder()
+    shapes = {tuple(p.shape) for p in model.parameters()}
+    rec = _Recorder(frozenset(shapes | {s[::-1] for s in shapes}))  # wgrad may come out transposed
     with _FusedKernelsOnMeta(rec), rec:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = scalar_loss(model(*args))
@@ -298,7 +317,8 @@ def _adamw_template() -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
         tables.append(_table(rec.records, 1.0))
         names = tuple(rec.names)
     t1, t2 = tables
-    out = {"kind": t1["kind"], "phase": t1["phase"], "rated": t1["rated"], "fused": t1["fused"]}
+    out = {"kind": t1["kind"], "phase": t1["phase"], "rated": t1["rated"], "fused": t1["fused"],
+           "role": t1["role"]}
     for x in _LINEAR:
         out[f"{x}1"] = (t2[x] - t1[x]) / 3072.0
         out[f"{x}0"] = t1[x] - out[f"{x}1"] * 1024.0
@@ -312,6 +332,7 @@ def _optimizer_table(model: nn.Module) -> tuple[tuple[str, ...], dict[str, np.nd
     n, numel = len(ps), float(sum(p.numel() for p in ps))
     names, t = _adamw_template()
     table = {"kind": t["kind"], "phase": t["phase"], "rated": t["rated"], "fused": t["fused"],
+             "role": t["role"],
              "count": np.full(len(names), float(n))}
     for x in _LINEAR:
         table[f"{x}0"] = t[f"{x}0"] + t[f"{x}1"] * (numel / max(n, 1))
@@ -326,13 +347,14 @@ def _table(records: list[dict], count: float) -> dict[str, np.ndarray]:
             "phase": np.array([r["phase"] for r in records], dtype=np.int64),
             "rated": np.array([r["rated"] for r in records], dtype=np.int64),
             "fused": np.array([r.get("fused", 0) for r in records], dtype=np.int64),
+            "role": np.array([r.get("role", 0) for r in records], dtype=np.int64),
             "count": np.full(len(records), float(count)), **cols}
 
 
 def _linear_in_batch(rec1: list[dict], rec2: list[dict]) -> dict[str, np.ndarray]:
     t1, t2 = _table(rec1, 1.0), _table(rec2, 1.0)
     out = {"kind": t1["kind"], "phase": t1["phase"], "count": t1["count"], "rated": t1["rated"],
-           "fused": t1["fused"]}
+           "fused": t1["fused"], "role": t1["role"]}
     lo, hi = _CAPTURE_BATCHES
     for x in _LINEAR:
         out[f"{x}1"] = (t2[x] - t1[x]) / (hi - lo)
@@ -409,7 +431,7 @@ def capture_module(model: nn.Module, inputs: object, *, name: str = "custom", ba
     recs, names, act, act_fused = _step_records(model, inputs)
     t = _table(recs, 1.0)
     table = {"kind": t["kind"], "phase": t["phase"], "count": t["count"], "rated": t["rated"],
-             "fused": t["fused"]}
+             "fused": t["fused"], "role": t["role"]}
     for x in _LINEAR:
         table[f"{x}0"], table[f"{x}1"] = np.zeros_like(t[x]), t[x] / batch
     table["b0"], table["b1"] = t["b"], np.zeros_like(t["b"])  # matmul batch dims kept; m carries the batch
