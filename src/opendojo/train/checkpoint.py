@@ -13,6 +13,8 @@ A checkpoint is a folder ``<run>/checkpoints/step_NNNNNNNN/`` holding
 The folder is written under a temporary name and renamed into place, so a crash mid-write leaves the
 last good checkpoint untouched. Loading checks the manifest, every hash and the model signature before
 handing anything back; a corrupt or foreign checkpoint raises ``CheckpointError`` and changes nothing.
+A state holding NaN/Inf is never written, and one read back is damaged: :func:`load_resumable` then
+falls back to the newest older checkpoint that loads, with a warning naming the damaged one.
 """
 
 from __future__ import annotations
