@@ -34,6 +34,7 @@ def test_ingest_records_every_clip_with_copied_keyframe_aligned_members(dataset)
     assert decode_rgb(blob).shape == (16, 64, 64, 3)
     s = stats(dataset)
     assert (s["clips"], s["camera_streams"], s["sources"], s["frames"]) == (8, 16, 4, 256)
+    assert {type(v) for v in s.values()} == {int, float}  # plain numbers: JSON and reports take them
 
 
 def test_reingest_is_idempotent_by_content_even_under_another_name(drives, dataset, tmp_path):

@@ -8,7 +8,8 @@ must be picklable and ``fn`` must leave nothing behind when it fails, so an engi
 Why ``concurrent.futures.ProcessPoolExecutor`` and not ``multiprocessing.Pool``: when a worker is
 killed (SIGKILL, the OOM killer) ``Pool.imap_unordered`` waits forever for the lost task, and so does
 ``Pool.join``. The executor notices the dead process and fails every unfinished future with
-``BrokenProcessPool``, so the run ends and the files concerned are reported.
+``BrokenProcessPool``; each worker reports the items it starts, so the items that were in flight are
+reported as failed and the others run again in a fresh pool.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ def _on_sigterm(signum: int, frame: object) -> None:
     os._exit(128 + signum)  # idle: nothing to clean up
 
 
-def _call(fn: Callable[[Any], Any], item: Any) -> Any:
-    """Run one item in a worker; after a SIGTERM has unwound it (temporaries removed), exit at once."""
+def _call(fn: Callable[[Any], Any], item: Any, number: int) -> Any:
+    """Run one item in a worker, first telling the parent it has started (so that after a crash the
+    parent knows which items were in flight); after a SIGTERM has unwound it, exit at once."""
     global _busy
+    _started.put(number)  # SimpleQueue: written to the pipe before fn runs, even if we are killed next
     _busy = True
     try:
         return fn(item)
@@ -53,7 +56,12 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
         _busy = False
 
 
-def _worker_setup() -> None:
+_started = None  # in a worker: the parent's queue of item numbers that have started
+
+
+def _worker_setup(started) -> None:
+    global _started
+    _started = started
     # Ctrl-C goes to the whole process group: the parent alone decides, then stops workers with SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -79,31 +87,58 @@ def _stop(pool: ProcessPoolExecutor) -> None:
             p.join(STOP_GRACE_S)
 
 
-def run_pool(fn: Callable[[Any], Any], items: Sequence[Any], workers: int
-             ) -> Iterator[tuple[Any, Any, str | None]]:
-    """Run ``fn`` on each item in ``workers`` spawned processes; results in completion order. A dead
-    worker fails the items not yet finished (``WORKER_DIED``); the generator's ``close()`` (or an
-    interrupt in the consumer) cancels the rest and stops every worker."""
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_setup)
-    finished = False
+def _drain(queue) -> set[int]:
+    out = set()
+    while not queue.empty():
+        out.add(queue.get())
+    return out
+
+
+def _pool_round(fn: Callable[[Any], Any], items: Sequence[Any], numbers: list[int], workers: int,
+                lost: list[int]) -> Iterator[tuple[Any, Any, str | None]]:
+    """One pool over ``numbers``; the items a dead worker took down are appended to ``lost`` instead of
+    being yielded. Returns the set of item numbers that had started (read after the round)."""
+    ctx = mp.get_context("spawn")
+    started = ctx.SimpleQueue()
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_setup, initargs=(started,))
+    clean = False
     try:
-        pending: dict[Future, Any] = {pool.submit(_call, fn, item): item for item in items}
+        pending: dict[Future, int] = {pool.submit(_call, fn, items[i], i): i for i in numbers}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                item = pending.pop(fut)
+                i = pending.pop(fut)
                 try:
-                    yield item, fut.result(), None
+                    yield items[i], fut.result(), None
                 except BrokenProcessPool:
-                    yield item, None, WORKER_DIED
+                    lost.append(i)
                 except Exception as e:  # noqa: BLE001 - reported against its item; the others go on
-                    yield item, None, f"{e.__class__.__name__}: {e}"
-        finished = True
+                    yield items[i], None, f"{e.__class__.__name__}: {e}"
+        clean = not lost
     finally:
-        if finished:
+        if clean:
             pool.shutdown(wait=True)
         else:
             _stop(pool)
+    return _drain(started)
+
+
+def run_pool(fn: Callable[[Any], Any], items: Sequence[Any], workers: int
+             ) -> Iterator[tuple[Any, Any, str | None]]:
+    """Run ``fn`` on each item in ``workers`` spawned processes; results in completion order. When a
+    worker dies, the items in flight fail (``WORKER_DIED``) and the items not yet started run in a
+    fresh pool. The generator's ``close()`` (or an interrupt in the consumer) cancels the rest and
+    stops every worker."""
+    numbers = list(range(len(items)))
+    while numbers:
+        lost: list[int] = []
+        began = yield from _pool_round(fn, items, numbers, workers, lost)
+        in_flight = [i for i in lost if i in began] or lost  # nothing started: do not retry for ever
+        for i in in_flight:
+            yield items[i], None, WORKER_DIED
+        numbers = [i for i in lost if i not in in_flight]
+        if numbers:
+            log.warning("an ingest worker died; %d items not started yet run in a fresh pool", len(numbers))
 
 
 def run(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 1

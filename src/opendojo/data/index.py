@@ -207,9 +207,10 @@ _STATS_KEYS = ("clips", "camera_streams", "sources", "shards", "frames", "video_
 _STATS_SQL = """
     WITH c AS (SELECT max(duration_s) AS d, max(labels_bytes) AS lb FROM t GROUP BY clip_id)
     SELECT count(DISTINCT clip_id), count(*), count(DISTINCT source_sha256), count(DISTINCT shard),
-           coalesce(sum(frames), 0), coalesce(sum(duration_s), 0) / 3600,
-           coalesce((SELECT sum(d) FROM c), 0) / 3600, coalesce(sum(data_bytes), 0),
-           coalesce((SELECT sum(lb) FROM c), 0), count(DISTINCT camera), coalesce(avg(reencoded::INT), 0)
+           coalesce(sum(frames), 0)::BIGINT, coalesce(sum(duration_s), 0) / 3600,
+           coalesce((SELECT sum(d) FROM c), 0) / 3600, coalesce(sum(data_bytes), 0)::BIGINT,
+           coalesce((SELECT sum(lb) FROM c), 0)::BIGINT, count(DISTINCT camera),
+           coalesce(avg(reencoded::INT), 0)::DOUBLE
     FROM t"""
 
 

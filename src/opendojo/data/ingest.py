@@ -8,8 +8,8 @@
 * **Idempotent.** Sources are identified by the SHA-256 of their bytes; content already in the index
   (under any name) is skipped.
 * **Parallel, and never hangs.** ``workers=N`` runs the per-source function in ``N`` processes
-  (``engine.py``); a killed worker fails the files it had not finished, Ctrl-C stops the run, and the
-  report lists every file that was not ingested.
+  (``engine.py``); a killed worker fails the files in flight (the others run in a fresh pool), Ctrl-C
+  stops the run, and the report lists every file that was not ingested.
 * **Bad input** (missing, empty, corrupt, truncated or non-video files, FIFOs and devices, symlink
   loops, unreadable files and folders, missing or malformed sidecars) is reported per path with a
   reason; everything else is ingested.
