@@ -12,16 +12,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from opendojo.data.durable import fsync_path  # one fsync helper for every layer that publishes files
+
 __all__ = ["fsync_path", "naming_path", "write_durable"]
-
-
-def fsync_path(path: str | os.PathLike) -> None:
-    """fsync a file or a folder (a folder's fsync makes the renames inside it durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
