@@ -63,3 +63,25 @@ def test_an_op_without_a_cost_model_is_named_in_notes_with_its_count_and_share()
     assert len(notes) == 1 and ": 1 per step" in notes[0] and "% of the step" in notes[0]
     share = float(notes[0].split("estimated ")[1].split(" %")[0])
     assert 0 < share < 100
+
+
+def test_attention_ops_carry_their_sequence_head_dim_and_causal_mask():
+    from opendojo.sim.ops import GEMM_ROLES
+
+    q = torch.randn(2, 4, 128, 32)
+
+    class Attn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(32, 32)
+
+        def forward(self, x):
+            x = self.proj(x)
+            return torch.nn.functional.scaled_dot_product_attention(x, x, x, is_causal=True)
+
+    w = capture_module(Attn(), (q,))
+    ops = w.at(2)
+    rows = np.flatnonzero(ops["kind"] == KIND["attention"])
+    assert len(rows) == 2  # forward and backward kernels
+    assert {(ops["m"][i], ops["n"][i], ops["k"][i]) for i in rows} == {(128.0, 128.0, 32.0)}
+    assert {GEMM_ROLES[r] for r in ops["role"][rows]} == {"attention.causal"}

@@ -12,7 +12,8 @@ Measured (median of repeats, on ``torch.get_num_threads()`` threads):
   backward (autograd bookkeeping included), divided by the aten ops it dispatches;
 * ``rng_rate``: Bernoulli samples per second (dropout's random numbers are compute-bound on CPU);
 * ``special_rate``: GELU outputs per second (transcendental elementwise ops are compute-bound too);
-* ``attention_flops``: the fused CPU flash-attention kernel's rate (causal, head dim 32);
+* ``attention_flops``, ``attention_half_dim``, ``attention_causal_eff``: the fused CPU flash-attention
+  kernel's curve over sequence length and head dimension, and its efficiency under a causal mask;
 * ``first_touch_bw``: bytes per second of page-faulting a fresh 64 MiB allocation.
 
 The result goes to ``cache_dir()/host-cpu.toml`` (``$OPENDOJO_CACHE`` or ``~/.cache/opendojo``), never
@@ -204,7 +205,7 @@ def measure_host(progress: bool = True) -> dict[str, float]:
     g = torch.randn(4 * 2**20)
     out["special_rate"] = g.numel() / _median_time(lambda: F.gelu(g), repeats=3, min_time=0.1)
     bar.update()
-    out["attention_flops"] = _attention_rate()
+    out.update(_attention_rates())
     out.update({f"rate_{k}": v for k, v in {**_rated_op_rates(), **_conv_class_rates()}.items()})
     bar.update()
     params = [torch.nn.Parameter(torch.randn(16)) for _ in range(64)]
@@ -222,14 +223,27 @@ def measure_host(progress: bool = True) -> dict[str, float]:
     return out
 
 
-def _attention_rate() -> float:
-    """FLOP/s of the fused CPU flash-attention kernel (causal, head dim 32, 256 tokens)."""
+#: Attention shapes of the attention curve: (tokens, head dimension); batch × tokens = 4,096, 2 heads.
+_ATTENTION = ((64, 32), (256, 32), (1024, 32), (256, 16), (256, 64))
+
+
+def _attention_rates() -> dict[str, float]:
+    """The fused CPU flash-attention kernel: its unmasked rate over :data:`_ATTENTION` fitted to
+    ``peak · h(s) h(s) h(d)``, and the causal kernel's efficiency relative to that curve at 256 tokens,
+    head dimension 32 (a causal mask halves the counted FLOPs; the kernel saves less than half)."""
     import torch
     import torch.nn.functional as F
 
-    q = torch.randn(4, 4, 256, 32)
-    t_attn = _median_time(lambda: F.scaled_dot_product_attention(q, q, q, is_causal=True), repeats=3)
-    return 2 * 2.0 * q.numel() * 256 * 0.5 / t_attn  # QK^T and PV, causal half
+    def rate(s: int, d: int, causal: bool) -> float:
+        q = torch.randn(max(1, 4096 // s), 2, s, d)
+        t = _median_time(lambda: F.scaled_dot_product_attention(q, q, q, is_causal=causal), repeats=3)
+        return 2 * 2.0 * q.numel() * s * (0.5 if causal else 1.0) / t  # QK^T and PV
+
+    shapes = [(s, s, d) for s, d in _ATTENTION]
+    peak, half = fit_matmul_curve(shapes, [rate(s, d, False) for s, d in _ATTENTION])
+    curve = peak * _h(256, half) ** 2 * _h(32, half)
+    return {"attention_flops": peak, "attention_half_dim": half,
+            "attention_causal_eff": rate(256, 32, True) / curve}
 
 
 def _training_op_overhead() -> float:
@@ -334,7 +348,8 @@ def _units(key: str) -> str:
     return {"hbm_bw": "B/s", "first_touch_bw": "B/s", "op_overhead_s": "s",
             "rng_rate": "elements/s",
             "special_rate": "elements/s", "optimizer_tensor_s": "s",
-            "eff_matmul_half_dim": "elements", "conv_half_dim": "elements",
+            "eff_matmul_half_dim": "elements", "conv_half_dim": "elements", "attention_half_dim": "elements",
+            "attention_causal_eff": "fraction",
             "conv_bwd_half_dim": "elements"}.get(key, "FLOP/s")
 
 

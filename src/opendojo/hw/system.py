@@ -152,6 +152,10 @@ class Device:
     rng_rate: float | None = None
     first_touch_bw: float | None = None
     attention_flops: float | None = None
+    #: The fused CPU attention kernel's curve: ``attention_flops · h(s_q) h(s_k) h(d)`` with this
+    #: half-dimension, times ``attention_causal_eff`` under a causal mask (its FLOPs counted as half).
+    attention_half_dim: float | None = None
+    attention_causal_eff: float | None = None
     special_rate: float | None = None
     op_rates: dict[str, float] = field(default_factory=dict)  # aten op name -> elements/s (host)
     optimizer_tensor_s: float | None = None
@@ -404,6 +408,7 @@ def _load_system(name: str, overrides: tuple[tuple[str, float], ...]) -> System:
 
 #: Optional measured device fields, each read from the quantity of the same name when a spec states it.
 MEASURED_FIELDS = ("conv_flops", "conv_bwd_flops", "rng_rate", "first_touch_bw", "attention_flops",
+                   "attention_half_dim", "attention_causal_eff",
                    "special_rate", "optimizer_tensor_s", "rnn_flops", "conv_half_dim", "conv_bwd_half_dim",
                    "rnn_bwd_flops")
 

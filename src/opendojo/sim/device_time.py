@@ -9,7 +9,7 @@ For every op (vectorised over the table):
 * elementwise / normalisation / reductions: ``max(flops / vector_peak, bytes / (mem_bw · eff_mem_bw))``.
 * random-number generation: on the host it is compute-bound at the measured ``rng_rate``; so are
   transcendental elementwise ops (GELU, SiLU, exp, …) at ``special_rate``, and the fused CPU attention
-  kernel runs at its own measured ``attention_flops``, far below the GEMM rate.
+  kernel on its own measured curve over sequence length and head dimension, far below the GEMM rate.
 * normalisation and pooling kernels on the host: their own measured element rates (``op_rates``).
 * dispatch: on the host every aten op (views too) costs ``op_overhead_s`` in series (eager PyTorch is
   synchronous); on a GPU a kernel lasts at least the launch floor; on Dojo (a compiled graph) an op lasts
@@ -94,8 +94,19 @@ def _gemm_rates(ops: dict[str, np.ndarray], device: Device, precision: str, spli
                     np.where(conv, conv_peak, np.where(rnn, rnn_peak, device.vector_flops)))
     rate = np.where(gemm | conv | rnn, rate * shape_eff, rate)
     if device.attention_flops:
-        rate = np.where(kind == KIND["attention"], device.attention_flops, rate)
+        rate = np.where(kind == KIND["attention"], _attention_rate(ops, device), rate)
     return rate
+
+
+def _attention_rate(ops: dict[str, np.ndarray], device: Device) -> np.ndarray:
+    """The measured fused-attention kernel's FLOP/s per op: its curve over ``s_q, s_k, d`` (``m, n, k``
+    of an attention op) where calibrated, times its causal efficiency under a causal mask."""
+    if not device.attention_half_dim:
+        return np.full(len(ops["kind"]), device.attention_flops)
+    half = device.attention_half_dim
+    rate = device.attention_flops * _h(ops["m"], half) * _h(ops["n"], half) * _h(ops["k"], half)
+    causal = ops["role"] == GEMM_ROLES.index("attention.causal")
+    return np.where(causal, rate * (device.attention_causal_eff or 1.0), rate)
 
 
 def _measured_compute(ops: dict[str, np.ndarray], device: Device, flops: np.ndarray, split: float,

@@ -23,9 +23,11 @@ from torch.utils.flop_counter import flop_registry
 KINDS = ("matmul", "conv", "attention", "elementwise", "norm", "rng", "view", "scalar", "special", "softmax",
          "recurrent", "gather", "scatter", "fft", "sort", "pool", "copy", "reduction", "unknown")
 KIND = {k: i for i, k in enumerate(KINDS)}
-#: What a 2-D matmul is in a Linear layer, in ``opendojo.nn.FP8_GPU_GEMMS``'s ``layer.pass`` names
-#: (index 0: not a Linear GEMM — batched matmuls, attention, convolutions). Recorded per op as ``role``.
-GEMM_ROLES = ("", "linear.forward", "linear.dgrad", "linear.wgrad")
+#: What a GEMM-like op is: a 2-D matmul's place in a Linear layer, in ``opendojo.nn.FP8_GPU_GEMMS``'s
+#: ``layer.pass`` names, or a fused attention kernel with or without a causal mask (index 0: none of
+#: these — batched matmuls, convolutions). Recorded per op as ``role``; attention's ``m, n, k`` are
+#: ``s_q, s_k, d``.
+GEMM_ROLES = ("", "linear.forward", "linear.dgrad", "linear.wgrad", "attention", "attention.causal")
 #: Kinds a pointwise-fusing compiler merges into one kernel when one feeds the next.
 POINTWISE_KINDS = (KIND["elementwise"], KIND["special"], KIND["rng"])
 
@@ -113,8 +115,9 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-def _attention_flops(func, args: tuple, kwargs: dict) -> float:
-    """Flash attention FLOPs: forward 2 matmuls (QKᵀ, PV), backward 5 (recompute QKᵀ, dV, dP, dQ, dK).
+def _attention_flops(func, args: tuple, kwargs: dict) -> tuple[float, int, int, int, bool]:
+    """Flash attention ``(FLOPs, s_q, s_k, d, causal)``: forward 2 matmuls (QKᵀ, PV), backward 5
+    (recompute QKᵀ, dV, dP, dQ, dK).
 
     ``q [b, h, s_q, d]``, ``k [b, h, s_k, d]``; a causal mask skips half the score matrix.
     """
@@ -128,7 +131,7 @@ def _attention_flops(func, args: tuple, kwargs: dict) -> float:
         matmuls = 2
     b, h, sq, d = q.shape
     sk = k.shape[-2]
-    return matmuls * 2.0 * b * h * sq * sk * d * (0.5 if causal else 1.0)
+    return matmuls * 2.0 * b * h * sq * sk * d * (0.5 if causal else 1.0), sq, sk, d, causal
 
 
 def _matmul_shape(func, args: tuple) -> tuple[int, int, int, int]:
@@ -228,7 +231,9 @@ def op_cost(func, args: tuple, kwargs: dict, out: object) -> dict[str, float]:
         if conv_class:
             rec.update(rated=_RATED[conv_class], elements=rec["flops"])
     elif kind == "attention":
-        rec.update(flops=_attention_flops(func, args, kwargs))
+        flops, sq, sk, d, causal = _attention_flops(func, args, kwargs)
+        rec.update(flops=flops, m=sq, n=sk, k=d,
+                   role=GEMM_ROLES.index("attention.causal" if causal else "attention"))
     elif kind == "rng":
         rec.update(rng=float(sum(t.numel() for t in outs) or sum(t.numel() for t in ins)))
     elif kind == "norm":

@@ -231,7 +231,7 @@ class _Recorder(TorchDispatchMode):
                     self._pointwise_outputs.add(t.untyped_storage()._cdata)
         rec["fused_bytes"] = fused
         rec["fused"] = int(fused > 0)
-        rec["role"] = self._gemm_role(func, out)
+        rec["role"] = rec.get("role") or self._gemm_role(func, out)
         self.records.append(rec)
         self.names.append(func.overloadpacket.__name__)
         return out
