@@ -29,7 +29,7 @@ ADDITIVE = (*DERIVED_ONLY, "power_w")
 PRECISIONS = ("bf16", "cfloat8", "fp32")
 #: The trainer's numeric recipes (fp32, BF16 autocast, and opendojo.nn's CFloat recipes ``dojo`` and
 #: ``dojo_lean``, whose GEMMs run in CFloat8) → the precision the simulator prices each at. Written once,
-#: here: ``train.config.PRECISIONS`` should be ``tuple(RECIPE_PRECISION)``, and the service's quotes map a
+#: here: ``train.config.PRECISIONS`` is ``tuple(RECIPE_PRECISION)``, and the service's quotes map a
 #: job's recipe through this table.
 RECIPE_PRECISION = {"fp32": "fp32", "bf16": "bf16", "dojo": "cfloat8", "dojo_lean": "cfloat8"}
 FAMILIES = ("dojo", "gpu", "cpu")

@@ -15,10 +15,9 @@ import tomllib
 from pathlib import Path
 
 from opendojo.errors import UsageError
+from opendojo.hw.system import RECIPE_PRECISION
 
 PRICES = Path(__file__).parent / "prices.toml"
-#: The trainer's precisions as the simulator names them (both CFloat recipes run CFloat8 GEMMs).
-SIM_PRECISION = {"fp32": "fp32", "bf16": "bf16", "dojo": "cfloat8", "dojo_lean": "cfloat8"}
 METERING_SYSTEM = "dojo-tile"  # one training tile: metered usage is in tile-hours
 DEFAULT_SYSTEMS = ("dojo-exapod", "h100-cluster-1k")
 H100_EQ_KIND = "delivered"  # the simulator's H100-equivalent definition quotes use (named in each quote)
@@ -50,7 +49,7 @@ def quote_one(preset: str, batch: int, precision: str, steps: int, system: str) 
         raise UsageError(f"systems: got {system!r}; allowed: {', '.join(list_systems())}")
     full = load_system(system)
     nodes = _devices_used(full.devices, batch)
-    r = _simulated(preset, system, batch, SIM_PRECISION[precision], nodes)
+    r = _simulated(preset, system, batch, RECIPE_PRECISION[precision], nodes)
     total_s = steps * r.step_time_s
     hours = total_s / 3600
     eq = r.h100_equivalents
@@ -70,4 +69,4 @@ def quote_one(preset: str, batch: int, precision: str, steps: int, system: str) 
 
 def tile_step_seconds(preset: str, batch: int, precision: str) -> float:
     """Simulated seconds of one training step on one Dojo training tile (the metering unit)."""
-    return _simulated(preset, METERING_SYSTEM, batch, SIM_PRECISION[precision], 1).step_time_s
+    return _simulated(preset, METERING_SYSTEM, batch, RECIPE_PRECISION[precision], 1).step_time_s

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from opendojo.errors import UsageError, check_choice, check_float, check_int, check_seed
+from opendojo.hw.system import RECIPE_PRECISION
 
 __all__ = [
     "PRECISIONS",
@@ -32,9 +33,10 @@ __all__ = [
     "config_to_dict",
 ]
 
-#: The numeric recipes of training, the one list of them: plain FP32, BF16 autocast, and the CFloat
-#: recipes of ``opendojo.nn`` (``dojo`` with FP32 master weights, ``dojo_lean`` without).
-PRECISIONS = ("fp32", "bf16", "dojo", "dojo_lean")
+#: The numeric recipes of training: plain FP32, BF16 autocast, and the CFloat recipes of ``opendojo.nn``
+#: (``dojo`` with FP32 master weights, ``dojo_lean`` without). Named once, with the precision the
+#: simulator prices each at, in ``hw.system.RECIPE_PRECISION``.
+PRECISIONS = tuple(RECIPE_PRECISION)
 DEVICES = ("auto", "cpu", "cuda")
 
 
