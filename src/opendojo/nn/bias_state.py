@@ -16,6 +16,7 @@ from torch import nn
 from opendojo import numerics
 from opendojo.nn.recipe import TensorPolicy
 from opendojo.nn.seeds import shard_seed
+from opendojo.numerics.blocks import block_fake_quantize
 from opendojo.numerics.formats import BIAS_MAX, BIAS_MIN
 
 #: The numerics flags, counted per element.
@@ -76,6 +77,7 @@ class TensorBias(OptionalStateModule):
         super().__init__()
         self.policy = policy
         self.format = None if policy.is_identity else numerics.get_format(policy.format)
+        self.reduction_dim = -1  # the dimension per-block biases run along; the layer sets it
         # fmt.max(bias) for bias = 63, 62, ..., 0: ascending, for _choose_bias
         biases = range(BIAS_MAX, BIAS_MIN - 1, -1)
         self._maxima = [] if self.format is None else [self.format.max(b) for b in biases]
@@ -159,10 +161,14 @@ class TensorBias(OptionalStateModule):
         bias = self.choose(amax, call.update)
         self.last_bias = bias  # scratch for the FP8 path, not state
         flags = numerics.Flags() if call.count_flags else None
-        y = numerics.fake_quantize(
-            x, self.format, bias, rounding=self.policy.rounding,
-            seed=call.seed if self.policy.rounding == "stochastic" else None, flags=flags,
-        )
+        seed = call.seed if self.policy.rounding == "stochastic" else None
+        if self.policy.block is not None:  # the bias recorded above is the per-tensor one: the coarsest
+            y, _ = block_fake_quantize(x, self.format, self.reduction_dim, self.policy.block,
+                                       self.policy.rounding, seed, self.policy.margin, flags)
+            y = y.to(x.dtype)
+        else:
+            y = numerics.fake_quantize(x, self.format, bias, rounding=self.policy.rounding, seed=seed,
+                                       flags=flags)
         if avoid_top_code:
             limit = _second_largest(self.format, bias)
             y = y.clamp(-limit, limit)
