@@ -90,7 +90,15 @@ class _CFloatLayer:
         xq = round_values(x, state.input, calls["input"], fp8)
         wq = round_values(self.weight, state.weight, calls["weight"], fp8)
         y = self._op(xq, wq, fp8)
-        return round_output_gradient(y, state.grad_output, calls["grad_output"])
+        g_call = calls["grad_output"]
+        if fp8 and self._fp8_backward():  # keep the gradient below e5m2's Inf: one binade of headroom
+            g_call = g_call._replace(headroom=1)
+        return round_output_gradient(y, state.grad_output, g_call)
+
+    def _fp8_backward(self) -> bool:
+        """True when the backward GEMMs run on FP8 tensor cores too (CFloat8_1_5_2 per-tensor gradients)."""
+        gradient = self.cfloat.recipe.gradient
+        return gradient.format == "cfloat8_1_5_2" and gradient.block is None and torch.is_grad_enabled()
 
     @torch.no_grad()
     def round_stored_weight_(self) -> None:
@@ -122,7 +130,8 @@ class CFloatLinear(_CFloatLayer, nn.Linear):
     def _op(self, xq: torch.Tensor, wq: torch.Tensor, fp8: bool) -> torch.Tensor:
         if fp8:
             state = self.cfloat
-            return scaled_linear(xq, wq, self.bias, state.input.last_bias, state.weight.last_bias)
+            return scaled_linear(xq, wq, self.bias, state.input.last_bias, state.weight.last_bias,
+                                 state.grad_output if self._fp8_backward() else None)
         return F.linear(xq, wq, self.bias)
 
 
