@@ -1,18 +1,28 @@
-"""Does CFloat training converge like FP32? (issue 3; targets: dojo within 2 %, dojo_lean within 5 % of
-FP32's final eval loss).
+"""Does CFloat training reach FP32's quality on tasks the project was never tuned on? (issue 16, item 1)
 
-Trains the same networks from the same initial weights, on the same batches, with every recipe:
-FP32 (unconverted), BF16 autocast, ``Recipe.dojo()``, ``Recipe.dojo_lean()`` and dojo with
-round-to-nearest instead of stochastic rounding on the gradients. Tasks, made here:
+Generates six small tasks, trains each with every method from the same initial weights on the same
+batches, for several seeds, and scores the loss on held-out batches (drawn from generator streams the
+training never touches). Methods, all in the same run:
 
-- ``mlp``: a 5-layer MLP (width 256) regressing a fixed random teacher MLP's outputs (MSE);
-- ``cnn``: a 5-layer CNN classifying the orientation of noisy gratings, 8 classes (cross-entropy);
-- ``video`` (``--video``, optional): the project's FSD tiny video network (``opendojo.models``) trained by
-  the project's trainer (``opendojo.train``) on its synthetic driving data, per precision.
+- ``fp32``: the unconverted model (the anchor every gap is measured against);
+- ``bf16 autocast``: ``torch.autocast("cpu", torch.bfloat16)``;
+- ``dojo`` / ``dojo_lean``: ``Recipe.dojo()`` / ``Recipe.dojo_lean()``, first and last layer FP32;
+- ``torchao float8``: torchao's ``convert_to_float8_training`` (dynamic per-tensor e4m3/e5m2, emulated on
+  CPU), the same layers as dojo but Linear only (torchao has no float8 convolution);
+- with ``--levers``: dojo variants (per-block biases, delayed biases, stochastically rounded activations,
+  FP32 gradients, every layer converted) and torchao with every layer.
 
-Prints a table of final eval losses with the ratio to FP32, and writes a loss-curve PNG.
+Tasks (``--tasks``): ``regression`` (MLP on a random teacher MLP, MSE), ``noisy-labels`` (MLP, 10 classes,
+10 % of labels flipped, cross-entropy), ``cnn`` (grating orientation, 8 classes), ``char-lm`` (a 2-block
+transformer on text from a random second-order Markov source), ``lstm`` (an LSTM built from nn.Linear
+gates forecasting noisy sines), ``fsd-tiny`` (the project's FSD network, reduced input, distilling a
+random FSD teacher). ``--video`` also trains the real FSD tiny network with the project trainer on its
+synthetic driving data and prints its task metrics per precision.
 
-    .venv/bin/python benchmarks/cfloat_convergence.py [--steps 300] [--out benchmarks/out] [--video]
+Gap = held-out loss / FP32's held-out loss − 1, paired by seed; reported as mean ± standard deviation
+over seeds. Prints markdown tables and writes a PNG of the gaps.
+
+    .venv/bin/python benchmarks/cfloat_convergence.py [--seeds 0,1,2] [--levers] [--video] [--out DIR]
 """
 
 from __future__ import annotations
@@ -20,9 +30,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import math
 import os
 import platform
+import statistics
+import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,240 +43,194 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from opendojo.nn import Recipe, TensorPolicy, convert, requantize_weights_  # noqa: E402
+from cfloat_tasks import TASKS, Task  # noqa: E402
+from opendojo.nn import Recipe, TensorPolicy, convert, keep_ends_fp32, requantize_weights_  # noqa: E402
 
-RECIPES: dict[str, Recipe | None] = {
-    "fp32": None,
-    "bf16 autocast": None,
-    "dojo": Recipe.dojo(),
-    "dojo_lean": Recipe.dojo_lean(),
-    "dojo, RTN gradients": replace(
-        Recipe.dojo(), name="dojo-rtn", gradient=TensorPolicy("cfloat8_1_5_2", "nearest")
-    ),
+_DOJO = Recipe.dojo()
+#: name -> (recipe or None, converts every layer?)
+MAIN: dict[str, tuple[Recipe | str | None, bool]] = {
+    "fp32": (None, False),
+    "bf16 autocast": ("bf16", False),
+    "dojo": (_DOJO, False),
+    "dojo_lean": (Recipe.dojo_lean(), False),
+    "torchao float8": ("torchao", False),
 }
-TARGETS = {"dojo": 0.02, "dojo_lean": 0.05}
+LEVERS: dict[str, tuple[Recipe | str | None, bool]] = {
+    "dojo, block 32": (Recipe.dojo(block=32), False),
+    "dojo, block 128": (Recipe.dojo(block=128), False),
+    "dojo, delayed biases": (replace(_DOJO, name="dojo-delayed", **{
+        k: replace(getattr(_DOJO, k), bias="delayed") for k in ("activation", "weight", "gradient")}), False),
+    "dojo, SR activations": (replace(_DOJO, name="dojo-sr-act",
+                                     activation=replace(_DOJO.activation, rounding="stochastic")), False),
+    "dojo, FP32 gradients": (replace(_DOJO, name="dojo-fp32-grad", gradient=TensorPolicy("fp32")), False),
+    "dojo, every layer": (_DOJO, True),
+    "torchao, every layer": ("torchao", True),
+}
+TARGET = 0.02  # dojo within 2 % of FP32's held-out loss
 
 
-# --- tasks ------------------------------------------------------------------------------------------
-class _Task:
-    """A model factory, a batch generator (pure function of the step) and a loss."""
-
-    def __init__(self, name: str, seed: int):
-        self.name, self.seed = name, seed
-
-    def batch(self, index: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def model(self) -> nn.Module:
-        raise NotImplementedError
-
-    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class _TeacherRegression(_Task):
-    """5-layer MLP regressing a random teacher MLP (MSE)"""
-
-    dim, width, depth = 32, 256, 5
-
-    def __init__(self, seed: int):
-        super().__init__("mlp", seed)
-        torch.manual_seed(seed + 1000)
-        self.teacher = self._mlp(128, 3)
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        # Scale the teacher's head so that its outputs have unit variance: a target of O(1), as after
-        # the usual target normalisation (otherwise the loss starts near zero and says little).
-        probe = self.teacher(torch.randn(4096, self.dim))
-        head = self.teacher[-1]
-        head.weight /= probe.std(0)[:, None]
-        head.bias.sub_(probe.mean(0)).div_(probe.std(0))
-
-    def _mlp(self, width: int, depth: int) -> nn.Module:
-        layers, d = [], self.dim
-        for _ in range(depth - 1):
-            layers += [nn.Linear(d, width), nn.GELU()]
-            d = width
-        return nn.Sequential(*layers, nn.Linear(d, 4))
-
-    def batch(self, index: int, size: int):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        x = torch.randn(size, self.dim, generator=g)
-        return x, self.teacher(x)
-
-    def model(self) -> nn.Module:
-        return self._mlp(self.width, self.depth)
-
-    def loss(self, out, target):
-        return F.mse_loss(out, target)
-
-
-class _Gratings(_Task):
-    """5-layer CNN classifying grating orientation (cross-entropy)"""
-
-    classes, size = 8, 16
-
-    def __init__(self, seed: int):
-        super().__init__("cnn", seed)
-
-    def batch(self, index: int, size: int):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        label = torch.randint(0, self.classes, (size,), generator=g)
-        angle = label.float() * math.pi / self.classes + 0.1 * torch.randn(size, generator=g)
-        freq = 0.5 + 0.5 * torch.rand(size, generator=g)
-        phase = 2 * math.pi * torch.rand(size, generator=g)
-        coords = torch.arange(self.size, dtype=torch.float32) - self.size / 2
-        yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-        proj = xx[None] * torch.cos(angle)[:, None, None] + yy[None] * torch.sin(angle)[:, None, None]
-        img = torch.sin(freq[:, None, None] * proj + phase[:, None, None])
-        img = img + 0.5 * torch.randn(size, self.size, self.size, generator=g)
-        return img[:, None], label
-
-    def model(self) -> nn.Module:
-        return nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, padding=1, stride=2), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, self.classes),
-        )
-
-    def loss(self, out, target):
-        return F.cross_entropy(out, target)
-
-
-# --- training ---------------------------------------------------------------------------------------
-def _train(task: _Task, recipe_name: str, steps: int, batch: int, eval_every: int, lr: float):
-    """Train one recipe; returns (train losses per step, [(step, eval loss)])."""
-    torch.manual_seed(task.seed)
+def _prepare(task: Task, method: tuple, seed: int):
+    """(model, autocast context factory) for one method, from the task's seed-``seed`` initial weights."""
+    recipe, every_layer = method
+    torch.manual_seed(seed)
     model = task.model()
-    recipe = RECIPES[recipe_name]
-    if recipe is not None:
-        convert(model, recipe)
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if recipe_name == "bf16 autocast" \
-        else contextlib.nullcontext
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    eval_batches = [task.batch(-1 - i, 256) for i in range(4)]  # held out: negative indices
+    if recipe == "torchao":
+        from torchao.float8 import Float8LinearConfig, convert_to_float8_training
 
-    def evaluate() -> float:
-        model.eval()
-        with torch.no_grad(), autocast():
-            total = sum(float(task.loss(model(x).float(), y)) for x, y in eval_batches)
-        model.train()
-        return total / len(eval_batches)
+        keep = (lambda fqn, m: True) if every_layer else keep_ends_fp32(model)
+        convert_to_float8_training(model, config=Float8LinearConfig(emulate=True),
+                                   module_filter_fn=lambda m, fqn: keep(fqn, m))
+    elif isinstance(recipe, Recipe):
+        convert(model, recipe, module_filter=(lambda fqn, m: True) if every_layer else None)
+    if recipe == "bf16":
+        return model, lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return model, contextlib.nullcontext
 
-    train_losses, evals = [], [(0, evaluate())]
-    for step in tqdm(range(steps), desc=f"{task.name} {recipe_name}", leave=False):
-        x, y = task.batch(step, batch)
+
+def train_and_score(task: Task, method: tuple, seed: int) -> float:
+    """Train ``task.steps`` Adam steps (cosine schedule); return the mean held-out loss."""
+    model, autocast = _prepare(task, method, seed)
+    opt = torch.optim.Adam(model.parameters(), lr=task.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, task.steps)
+    for step in range(task.steps):
+        x, y = task.batch(seed, step, task.batch_size)
         with autocast():
-            loss = task.loss(model(x).float(), y)
+            loss = task.loss(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        requantize_weights_(model)  # what a trainer calls after every step (dojo_lean: SHP weights)
+        requantize_weights_(model)  # dojo_lean: the stored weights are SHP after every step
         sched.step()
-        train_losses.append(float(loss.detach()))
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
-            evals.append((step + 1, evaluate()))
-    return train_losses, evals
+    model.eval()
+    with torch.no_grad(), autocast():
+        # held out: negative batch indices are never drawn in training
+        held = [float(task.loss(model(x), y)) for x, y in (task.batch(seed, -1 - i, 256) for i in range(4))]
+    return sum(held) / len(held)
 
 
-def _video(steps: int) -> dict[str, dict[str, float]]:
-    """Final train loss and eval metrics of the FSD tiny network under the project trainer, per precision.
+def run_suite(tasks: list[Task], methods: dict, seeds: list[int]) -> dict[str, dict[str, list[float]]]:
+    """Held-out losses: ``{task: {method: [loss per seed]}}``."""
+    losses = {t.name: {m: [] for m in methods} for t in tasks}
+    total = len(tasks) * len(seeds) * len(methods)
+    with tqdm(total=total, desc="trainings", unit="run") as bar:
+        for task in tasks:
+            for seed in seeds:
+                for name, method in methods.items():
+                    bar.set_postfix_str(f"{task.name} seed {seed} {name}")
+                    losses[task.name][name].append(train_and_score(task, method, seed))
+                    bar.update()
+    return losses
 
-    The trainer reports task metrics rather than an eval loss, so this part compares those.
-    """
+
+def gaps(losses: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Per method, the paired relative gap to FP32 for every seed."""
+    return {m: [v / f - 1 for v, f in zip(vals, losses["fp32"], strict=True)] for m, vals in losses.items()}
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def print_tables(tasks: list[Task], losses: dict, methods: dict, seeds: list[int]) -> None:
+    names = [m for m in methods if m != "fp32"]
+    print("\n| task | FP32 held-out loss | " + " | ".join(names) + " |")
+    print("|---|---:|" + "---:|" * len(names))
+    for task in tasks:
+        f_mean, f_sd = _mean_sd(losses[task.name]["fp32"])
+        g = gaps(losses[task.name])
+        cells = [f"{m:+.2%} ± {s:.2%}" for m, s in (_mean_sd(g[n]) for n in names)]
+        print(f"| {task.name} | {f_mean:.4g} ± {f_sd:.2g} | " + " | ".join(cells) + " |")
+    means = {n: statistics.fmean(statistics.fmean(gaps(losses[t.name])[n]) for t in tasks) for n in names}
+    print("| **mean gap over tasks** | | " + " | ".join(f"**{means[n]:+.2%}**" for n in names) + " |")
+    if "dojo" in names:
+        worst = max(statistics.fmean(gaps(losses[t.name])["dojo"]) for t in tasks)
+        print(f"\ndojo: worst task mean gap {worst:+.2%} (target ≤ {TARGET:.0%}: "
+              f"{'met' if worst <= TARGET else 'MISSED'})", end="")
+        if "torchao float8" in names:
+            better = means["dojo"] < means["torchao float8"]
+            print(f"; mean gap {means['dojo']:+.2%} vs torchao float8 {means['torchao float8']:+.2%} "
+                  f"({'smaller: met' if better else 'not smaller: MISSED'})")
+    print(f"\ngap = held-out loss / FP32's − 1, paired by seed; mean ± sd over seeds {seeds}")
+
+
+def plot(tasks: list[Task], losses: dict, methods: dict, path: Path) -> None:
+    names = [m for m in methods if m != "fp32"]
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(tasks) * len(names) / 4), 4.5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        stats = [_mean_sd(gaps(losses[t.name])[name]) for t in tasks]
+        xs = [k + i * width for k in range(len(tasks))]
+        ax.bar(xs, [100 * m for m, _ in stats], width, yerr=[100 * s for _, s in stats], label=name,
+               capsize=2)
+    ax.axhline(100 * TARGET, color="k", ls="--", lw=0.8, label=f"target +{TARGET:.0%}")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(tasks))], [t.name for t in tasks])
+    ax.set_ylabel("held-out loss vs FP32 (%), mean ± sd over seeds")
+    ax.set_title("CFloat8 and peers on generated tasks (same init, same batches per seed)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"gap chart: {path}")
+
+
+def video(steps: int) -> None:
+    """The FSD tiny network through the project trainer on its synthetic driving data, per precision."""
     import tempfile
 
     from opendojo.train import load_config, train
 
-    results = {}
+    print(f"\nFSD tiny, project trainer (configs/tiny.toml), {steps} steps\n")
+    print("| precision | final train loss | vs FP32 | occupancy IoU | ADE (m) | speed MAE (m/s) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    first = None
     for precision in ("fp32", "bf16", "dojo", "dojo_lean"):
         with tempfile.TemporaryDirectory() as out:
             overrides = [f"train.precision={precision}", f"train.steps={steps}", f"train.eval_every={steps}"]
             run = train(load_config("configs/tiny.toml", overrides), out, progress=True)
-            results[precision] = {"loss": run.final_loss, **run.final_metrics}
-    return results
+        m = run.final_metrics
+        first = first or run.final_loss
+        print(f"| {precision} | {run.final_loss:.4f} | {run.final_loss / first - 1:+.2%} | "
+              f"{m['occupancy_iou']:.3f} | {m['ade_m']:.2f} | {m['speed_mae_mps']:.2f} |", flush=True)
+
+
+def _header(args) -> None:
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; machine {platform.machine()} "
+          f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads); "
+          f"load: {load}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="CFloat vs FP32 convergence")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
-    parser.add_argument("--video", action="store_true", help="also train the FSD tiny video network")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (≥ 3 for a spread)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"subset of {','.join(TASKS)} or 'none'")
+    parser.add_argument("--levers", action="store_true", help="also run the dojo variants")
+    parser.add_argument("--with", dest="extra", default="",
+                        help="';'-separated lever names to add to the main methods (e.g. 'dojo, block 32')")
+    parser.add_argument("--video", action="store_true", help="also train FSD tiny with the project trainer")
     parser.add_argument("--video-steps", type=int, default=60)
-    parser.add_argument("--tasks", default="mlp,cnn", help="comma-separated small tasks to run (or 'none')")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: leave as is)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    wanted = args.tasks.split(",")
-    tasks = [t for t in (_TeacherRegression(args.seed), _Gratings(args.seed)) if t.name in wanted]
-    curves: dict[str, dict[str, tuple]] = {}
-    for task in tasks:
-        curves[task.name] = {
-            name: _train(task, name, args.steps, args.batch, max(args.steps // 10, 1), args.lr)
-            for name in tqdm(RECIPES, desc=task.name)
-        }
-
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    tasks = [TASKS[name]() for name in args.tasks.split(",") if name != "none"]
+    extra = {name: LEVERS[name] for name in filter(None, args.extra.split(";"))}
+    methods = {**MAIN, **(LEVERS if args.levers else extra)}
+    _header(args)
     if tasks:
-        _print_table(tasks, curves, args)
+        t0 = time.perf_counter()
+        losses = run_suite(tasks, methods, seeds)
+        print_tables(tasks, losses, methods, seeds)
+        print(f"suite wall time {time.perf_counter() - t0:.0f} s")
+        args.out.mkdir(parents=True, exist_ok=True)
+        name = "cfloat_levers.png" if args.levers else "cfloat_convergence.png"
+        plot(tasks, losses, methods, args.out / name)
     if args.video:
-        video = _video(args.video_steps)
-        print(f"\nFSD tiny video network, project trainer, {args.video_steps} steps (configs/tiny.toml), "
-              f"date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC\n")
-        print("| precision | final train loss | vs FP32 | occupancy IoU | ADE (m) | speed MAE (m/s) |")
-        print("|---|---|---|---|---|---|")
-        for name, m in video.items():
-            print(f"| {name} | {m['loss']:.4f} | {m['loss'] / video['fp32']['loss'] - 1:+.2%} | "
-                  f"{m['occupancy_iou']:.3f} | {m['ade_m']:.2f} | {m['speed_mae_mps']:.2f} |")
-    if tasks:
-        _plot(tasks, curves, args.out / "cfloat_convergence.png")
-
-
-def _print_table(tasks, curves, args) -> None:
-    print(f"\nCFloat training convergence: {args.steps} steps, batch {args.batch}, Adam lr {args.lr} "
-          f"(cosine), seed {args.seed}, same initial weights and batches for every recipe")
-    print(f"date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, machine {platform.machine()} "
-          f"{os.cpu_count()} cores, torch {torch.__version__}\n")
-    print("| task | recipe | final eval loss | vs FP32 | target |")
-    print("|---|---|---|---|---|")
-    for task in tasks:
-        fp32 = curves[task.name]["fp32"][1][-1][1]
-        for name, (_, evals) in curves[task.name].items():
-            final = evals[-1][1]
-            rel = final / fp32 - 1
-            target = TARGETS.get(name)
-            verdict = "" if target is None else f"≤ {target:.0%}: {'met' if rel <= target else 'MISSED'}"
-            print(f"| {task.name} | {name} | {final:.5f} | {rel:+.2%} | {verdict} |")
-
-
-def _plot(tasks, curves, path: Path) -> None:
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for name, (train_losses, evals) in curves[task.name].items():
-            k = 10
-            smooth = [sum(train_losses[max(0, i - k + 1): i + 1]) / min(i + 1, k)
-                      for i in range(len(train_losses))]
-            (line,) = ax.plot(range(1, len(smooth) + 1), smooth, lw=1, alpha=0.5)
-            ax.plot([s for s, _ in evals], [v for _, v in evals], "o-", ms=3, color=line.get_color(),
-                    label=f"{name} (eval {evals[-1][1]:.4f})")
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss (train: thin, smoothed; eval: dots)")
-        ax.set_title(f"{task.name}: {task.__class__.__doc__}", fontsize=10)
-        ax.legend(fontsize=8)
-    fig.suptitle("CFloat training vs FP32 / BF16 (same init, same batches)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"\nloss curves: {path}")
+        video(args.video_steps)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from opendojo import numerics
 from opendojo.nn import Recipe, convert
 from opendojo.nn.fp8_matmul import fp8_hardware_available
 
-F143 = numerics.CFLOAT8_1_4_3
+F143, F152 = numerics.CFLOAT8_1_4_3, numerics.CFLOAT8_1_5_2
 NEAREST_GRADS = replace(Recipe.dojo(), gradient=replace(Recipe.dojo().gradient, rounding="nearest"))
 
 
@@ -76,6 +76,48 @@ def test_scaled_mm_path_equals_fake_quantized_reference_off_the_top_code():
     assert not torch.allclose(top(x).detach()[0], got[0], rtol=1e-3)  # the stated difference is real
 
 
+def _backward_reference(layer, x, g):
+    """(grad_x, grad_w) of the FP8 path written out: the output gradient rounded (nearest) at the bias
+    with one binade of headroom, FP32 products on the rounded operands, grad_x rounded at margin 0."""
+    xq, wq = _off_top_code(x), _off_top_code(layer.weight.detach())
+    gq = numerics.fake_quantize(g, F152, numerics.choose_bias(g.abs().max(), F152, margin=1))
+    gx = gq @ wq
+    grad_x = numerics.fake_quantize(gx, F152, numerics.choose_bias(gx.abs().max(), F152))
+    return grad_x, gq.t() @ xq
+
+
+def _fp8_backward_matches_reference(device: str, in_f: int, out_f: int, rows: int) -> None:
+    fp8, emu = _pair(device, in_f, out_f)
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.randn(rows, in_f, generator=gen) * 5).to(device)
+    g = (torch.randn(rows, out_f, generator=gen) * 1e-3).to(device)
+    _, grad_x, grad_w, _ = _grads(fp8, x, g)
+    want_x, want_w = _backward_reference(fp8, x, g)
+    torch.testing.assert_close(grad_w, want_w, rtol=2e-6, atol=1e-9)
+    torch.testing.assert_close(grad_x, want_x, rtol=0.07, atol=1e-9)  # within one rounding of grad_x
+    _grads(emu, x, g)
+    got_bias, emu_bias = fp8.cfloat.grad_output.bias.item(), emu.cfloat.grad_output.bias.item()
+    assert got_bias == emu_bias - 1  # the headroom that keeps e5m2's Inf codes out of reach
+
+
+def test_fp8_backward_gemms_equal_the_written_out_reference_on_cpu():
+    _fp8_backward_matches_reference("cpu", 32, 48, 32)  # 32 rows: wgrad runs on _scaled_mm too
+
+
+def test_fp8_backward_clamps_to_e5m2_max_when_the_bias_cannot_move():
+    from opendojo.nn.fp8_matmul import e5m2_limit
+
+    fixed = replace(NEAREST_GRADS, fp8_matmul="always",
+                    gradient=replace(NEAREST_GRADS.gradient, bias="fixed", fixed_bias=20))
+    layer = convert(nn.Linear(32, 32), fixed, lambda n, m: True)
+    x = torch.randn(16, 32, requires_grad=True)
+    # 2**11 is in CFloat8_1_5_2's top binade at bias 20 (max 3584), which float8_e5m2 spends on Inf/NaN
+    layer(x).backward(torch.full((16, 32), 2.0 ** 11))
+    assert e5m2_limit(20) == 1792.0  # 57,344 · 2^(15 − 20)
+    column_sums = _off_top_code(x.detach()).sum(0)
+    torch.testing.assert_close(layer.weight.grad, 1792.0 * column_sums.expand(32, 32), rtol=2e-6, atol=1e-6)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(
     not (torch.cuda.is_available() and fp8_hardware_available(torch.device("cuda"))),
@@ -89,3 +131,4 @@ def test_cuda_fp8_tensor_cores_match_emulation():
     assert auto._use_fp8(x) and not emu._use_fp8(x)
     want = F.linear(_off_top_code(x), _off_top_code(fp8.weight.detach()), fp8.bias.detach())
     torch.testing.assert_close(fp8(x).detach(), want, rtol=2e-6, atol=1e-6)
+    _fp8_backward_matches_reference("cuda", 256, 128, 64)

@@ -16,6 +16,7 @@ from torch import nn
 from opendojo import numerics
 from opendojo.nn.recipe import TensorPolicy
 from opendojo.nn.seeds import shard_seed
+from opendojo.numerics.blocks import block_fake_quantize
 from opendojo.numerics.formats import BIAS_MAX, BIAS_MIN
 
 #: The numerics flags, counted per element.
@@ -45,11 +46,14 @@ def _finite_amax(x: torch.Tensor) -> tuple[float, int]:
 
 class RoundingCall(NamedTuple):
     """What one rounding call may do: its stochastic-rounding ``seed``; ``update``: record amax, bias
-    (training); ``count_flags``: collect the numerics flags into the counts (costly: see docs/nn.md)."""
+    (training); ``count_flags``: collect the numerics flags into the counts (costly: see docs/nn.md);
+    ``headroom``: binades of headroom added to the policy's margin for this call (the FP8 tensor-core
+    path asks for one on gradients, so they stay below e5m2's Inf: docs/cfloat-spec.md, section 9)."""
 
     seed: int
     update: bool
     count_flags: bool
+    headroom: int = 0
 
 
 class OptionalStateModule(nn.Module):
@@ -76,6 +80,7 @@ class TensorBias(OptionalStateModule):
         super().__init__()
         self.policy = policy
         self.format = None if policy.is_identity else numerics.get_format(policy.format)
+        self.reduction_dim = -1  # the dimension per-block biases run along; the layer sets it
         # fmt.max(bias) for bias = 63, 62, ..., 0: ascending, for _choose_bias
         biases = range(BIAS_MAX, BIAS_MIN - 1, -1)
         self._maxima = [] if self.format is None else [self.format.max(b) for b in biases]
@@ -86,13 +91,13 @@ class TensorBias(OptionalStateModule):
         for name in COUNT_NAMES:
             self.register_buffer(name, torch.zeros((), dtype=torch.int64, device=device))
 
-    def _choose_bias(self, amax: float) -> int:
+    def _choose_bias(self, amax: float, headroom: int = 0) -> int:
         """``numerics.choose_bias(amax, format, margin)`` by bisection in a table of the format's maxima.
 
         Same answer (tests hold it to numerics.choose_bias over many binades), ~50x cheaper than its
         linear scan: this runs four times per layer and step, on the host, between kernels.
         """
-        need = amax * 2.0 ** self.policy.margin
+        need = amax * 2.0 ** (self.policy.margin + headroom)
         i = bisect.bisect_left(self._maxima, need)
         return max(BIAS_MAX - i, BIAS_MIN)
 
@@ -100,16 +105,17 @@ class TensorBias(OptionalStateModule):
         p = self.policy
         return f"{p.format}, rounding={p.rounding}, bias={p.bias}"
 
-    def choose(self, amax: float, update: bool) -> int:
-        """The bias for a tensor whose finite amax is ``amax``; records ``amax`` when ``update``."""
+    def choose(self, amax: float, update: bool, headroom: int = 0) -> int:
+        """The bias for a tensor whose finite amax is ``amax`` (``headroom`` extra binades); records
+        ``amax`` when ``update``."""
         p = self.policy
         if p.bias == "fixed":
             bias = p.fixed_bias
         elif p.bias == "dynamic":
-            bias = self._choose_bias(amax)
+            bias = self._choose_bias(amax, headroom)
         else:  # delayed: the window's amax, from steps before this one; the first call has no history yet
             window = float(self.amax_history.max())
-            bias = self._choose_bias(window if window > 0 else amax)
+            bias = self._choose_bias(window if window > 0 else amax, headroom)
         if update:
             if self.amax_history.numel() > 1:
                 self.amax_history.copy_(torch.roll(self.amax_history, 1))
@@ -156,13 +162,17 @@ class TensorBias(OptionalStateModule):
         return DTensor.from_local(y, mesh, x.placements, shape=x.shape, stride=x.stride())
 
     def _round(self, x: torch.Tensor, amax: float, n_inf: int, call: RoundingCall, avoid_top_code: bool):
-        bias = self.choose(amax, call.update)
+        bias = self.choose(amax, call.update, call.headroom)
         self.last_bias = bias  # scratch for the FP8 path, not state
         flags = numerics.Flags() if call.count_flags else None
-        y = numerics.fake_quantize(
-            x, self.format, bias, rounding=self.policy.rounding,
-            seed=call.seed if self.policy.rounding == "stochastic" else None, flags=flags,
-        )
+        seed = call.seed if self.policy.rounding == "stochastic" else None
+        if self.policy.block is not None:  # the bias recorded above is the per-tensor one: the coarsest
+            y, _ = block_fake_quantize(x, self.format, self.reduction_dim, self.policy.block,
+                                       self.policy.rounding, seed, self.policy.margin, flags)
+            y = y.to(x.dtype)
+        else:
+            y = numerics.fake_quantize(x, self.format, bias, rounding=self.policy.rounding, seed=seed,
+                                       flags=flags)
         if avoid_top_code:
             limit = _second_largest(self.format, bias)
             y = y.clamp(-limit, limit)

@@ -26,7 +26,7 @@ class LayerState(OptionalStateModule):
     ``step`` (int64, training forward passes so far; drives the stochastic-rounding seeds) and ``seed``
     (int64, the layer's base seed, from the recipe seed and the layer's name)."""
 
-    def __init__(self, recipe: Recipe, fqn: str, device: torch.device | None = None):
+    def __init__(self, recipe: Recipe, fqn: str, device: torch.device | None = None, reduction_dim: int = -1):
         super().__init__()
         self.recipe = recipe
         self.input = TensorBias(recipe.activation, device)
@@ -35,6 +35,9 @@ class LayerState(OptionalStateModule):
         self.grad_input = TensorBias(recipe.gradient, device)
         storage = recipe.weight_storage
         self.weight_storage = TensorBias(storage, device) if storage is not None else None
+        for name in TENSOR_CLASSES:
+            if getattr(self, name) is not None:
+                getattr(self, name).reduction_dim = reduction_dim
         # seeds cost a Python hash each, so they are computed only for the stochastically rounded classes
         self._stochastic = {
             name for name in TENSOR_CLASSES
@@ -68,9 +71,11 @@ class _CFloatLayer:
     """Mixin: the rounding around a layer's op. Subclasses define ``_op(xq, wq)``."""
 
     cfloat: LayerState
+    #: The GEMM reduction dimension of the layer's tensors, along which per-block biases run.
+    _reduction_dim = -1
 
     def _init_cfloat(self, recipe: Recipe, fqn: str) -> None:
-        self.cfloat = LayerState(recipe, fqn, self.weight.device)
+        self.cfloat = LayerState(recipe, fqn, self.weight.device, self._reduction_dim)
 
     def _use_fp8(self, x: torch.Tensor) -> bool:
         return False
@@ -85,7 +90,15 @@ class _CFloatLayer:
         xq = round_values(x, state.input, calls["input"], fp8)
         wq = round_values(self.weight, state.weight, calls["weight"], fp8)
         y = self._op(xq, wq, fp8)
-        return round_output_gradient(y, state.grad_output, calls["grad_output"])
+        g_call = calls["grad_output"]
+        if fp8 and self._fp8_backward():  # keep the gradient below e5m2's Inf: one binade of headroom
+            g_call = g_call._replace(headroom=1)
+        return round_output_gradient(y, state.grad_output, g_call)
+
+    def _fp8_backward(self) -> bool:
+        """True when the backward GEMMs run on FP8 tensor cores too (CFloat8_1_5_2 per-tensor gradients)."""
+        gradient = self.cfloat.recipe.gradient
+        return gradient.format == "cfloat8_1_5_2" and gradient.block is None and torch.is_grad_enabled()
 
     @torch.no_grad()
     def round_stored_weight_(self) -> None:
@@ -106,6 +119,8 @@ class CFloatLinear(_CFloatLayer, nn.Linear):
             return False
         if recipe.activation.format != "cfloat8_1_4_3" or recipe.weight.format != "cfloat8_1_4_3":
             return False
+        if recipe.activation.block is not None or recipe.weight.block is not None:
+            return False  # _scaled_mm takes per-tensor scales only
         if not fp8_shapes_supported(self.in_features, self.out_features):
             return False
         if recipe.fp8_matmul == "always":
@@ -115,12 +130,15 @@ class CFloatLinear(_CFloatLayer, nn.Linear):
     def _op(self, xq: torch.Tensor, wq: torch.Tensor, fp8: bool) -> torch.Tensor:
         if fp8:
             state = self.cfloat
-            return scaled_linear(xq, wq, self.bias, state.input.last_bias, state.weight.last_bias)
+            return scaled_linear(xq, wq, self.bias, state.input.last_bias, state.weight.last_bias,
+                                 state.grad_output if self._fp8_backward() else None)
         return F.linear(xq, wq, self.bias)
 
 
 class CFloatConv2d(_CFloatLayer, nn.Conv2d):
     """``nn.Conv2d`` computing on CFloat-rounded input and weight (FP32 accumulation, FP32 bias add)."""
+
+    _reduction_dim = 1  # channels: [B, C, H, W] activations, [O, C, kh, kw] weights
 
     def _op(self, xq: torch.Tensor, wq: torch.Tensor, fp8: bool) -> torch.Tensor:
         return self._conv_forward(xq, wq, self.bias)
@@ -128,6 +146,8 @@ class CFloatConv2d(_CFloatLayer, nn.Conv2d):
 
 class CFloatConv3d(_CFloatLayer, nn.Conv3d):
     """``nn.Conv3d`` computing on CFloat-rounded input and weight (FP32 accumulation, FP32 bias add)."""
+
+    _reduction_dim = 1
 
     def _op(self, xq: torch.Tensor, wq: torch.Tensor, fp8: bool) -> torch.Tensor:
         return self._conv_forward(xq, wq, self.bias)

@@ -14,9 +14,9 @@ A :class:`Recipe` is data, like a float format: frozen, comparable, printable. I
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from opendojo.errors import UsageError, check_choice, check_int, check_seed
+from opendojo.errors import UsageError, check_choice, check_int, check_positive, check_seed
 from opendojo.numerics import FORMATS, ROUNDINGS, RoundMode
 from opendojo.numerics.formats import check_bias
 
@@ -41,6 +41,10 @@ class TensorPolicy:
         fixed_bias: the bias for ``bias="fixed"`` (``numerics.BIASES``); must be ``None`` otherwise.
         history: amax window length in steps for ``"delayed"`` (≥ 1).
         margin: extra headroom in binades: the chosen bias is lowered by ``margin`` (0 = tightest).
+        block: ``None`` for one bias per tensor, or an int ≥ 1: one bias per block of that many
+            elements along the layer's reduction dimension (the last dimension of a Linear's tensors,
+            the channel dimension of a convolution's), each chosen as the dynamic policy would choose it
+            for the block alone (docs/cfloat-spec.md, section 10). Needs ``bias="dynamic"``.
     """
 
     format: str
@@ -49,6 +53,7 @@ class TensorPolicy:
     fixed_bias: int | None = None
     history: int = 16
     margin: int = 0
+    block: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("format", self.format, FORMAT_NAMES)
@@ -61,6 +66,11 @@ class TensorPolicy:
                              f"(bias is {self.bias!r})")
         check_int("history", self.history, low=1)
         check_int("margin", self.margin, low=0)
+        if self.block is not None:
+            check_positive("block", self.block)
+            if self.bias != "dynamic":
+                raise UsageError(f"block: got {self.block!r} with bias={self.bias!r}; allowed: None unless "
+                                 "bias='dynamic' (per-block biases are chosen on every call)")
 
     @property
     def is_identity(self) -> bool:
@@ -121,28 +131,28 @@ class Recipe:
         return all(p.is_identity for p in policies)
 
     @classmethod
-    def dojo(cls) -> Recipe:
+    def dojo(cls, block: int | None = None) -> Recipe:
         """Dojo's training recipe: weights and activations CFloat8_1_4_3 (round to nearest), gradients
-        CFloat8_1_5_2 with stochastic rounding, dynamic per-tensor biases, FP32 master weights."""
+        CFloat8_1_5_2 with stochastic rounding, dynamic biases, FP32 master weights.
+
+        ``block``: ``None`` for one bias per tensor; an int for one bias per block of that many elements
+        along each GEMM's reduction dimension, for all three tensor classes (``TensorPolicy.block``).
+        """
         return cls(
-            name="dojo",
-            activation=TensorPolicy("cfloat8_1_4_3", "nearest", "dynamic"),
-            weight=TensorPolicy("cfloat8_1_4_3", "nearest", "dynamic"),
-            gradient=TensorPolicy("cfloat8_1_5_2", "stochastic", "dynamic"),
+            name="dojo" if block is None else f"dojo_block{block}",
+            activation=TensorPolicy("cfloat8_1_4_3", RoundMode.NEAREST, "dynamic", block=block),
+            weight=TensorPolicy("cfloat8_1_4_3", RoundMode.NEAREST, "dynamic", block=block),
+            gradient=TensorPolicy("cfloat8_1_5_2", RoundMode.STOCHASTIC, "dynamic", block=block),
         )
 
     @classmethod
-    def dojo_lean(cls) -> Recipe:
+    def dojo_lean(cls, block: int | None = None) -> Recipe:
         """:meth:`dojo` without an FP32 master copy: weights are stored as CFloat16 SHP and every
         optimizer update is rounded into it stochastically (call ``requantize_weights_`` after
-        ``optimizer.step()``)."""
-        base = cls.dojo()
-        return cls(
-            name="dojo_lean",
-            activation=base.activation,
-            weight=base.weight,
-            gradient=base.gradient,
-            weight_storage=TensorPolicy("cfloat16_shp", "stochastic", "dynamic"),
+        ``optimizer.step()``). ``block`` as for :meth:`dojo` (the stored weight keeps one bias)."""
+        return replace(
+            cls.dojo(block), name="dojo_lean" if block is None else f"dojo_lean_block{block}",
+            weight_storage=TensorPolicy("cfloat16_shp", RoundMode.STOCHASTIC, "dynamic"),
         )
 
     @classmethod

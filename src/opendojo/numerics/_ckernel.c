@@ -58,12 +58,11 @@ static inline uint32_t hi_key(const job_t *j, uint64_t idx) {
 
 #define AI inline __attribute__((always_inline))
 
-/* One element, float32 bits -> code. GCC's vectoriser is picky: unsigned compares in the rounding
- * increment and a second clamped variable shift each made it give up, hence the shapes below. */
-static AI uint32_t enc_f32(uint32_t u, int M, int bias, uint32_t max_mag, int is_signed, int sign_shift,
-                           int mode, uint32_t rnd, uint64_t *pre, uint32_t *inexact) {
-    uint32_t a = u & 0x7fffffffu;
-    uint32_t neg = u >> 31;
+/* The unsaturated magnitude code of |x| (float32 bits a): ((e - 1) << M) + q, with q the rounded quotient.
+ * GCC's vectoriser is picky: unsigned compares in the rounding increment and a second clamped variable
+ * shift each made it give up, hence the shapes below. */
+static AI uint32_t mag_f32(uint32_t a, int M, int bias, int mode, uint32_t rnd, uint32_t *q_out,
+                           int32_t *e_out, uint32_t *inexact) {
     int32_t f = (int32_t)(a >> 23);
     uint32_t sig = (a & 0x7fffffu) | ((uint32_t)(f != 0) << 23);
     int32_t fe = f > 1 ? f : 1;
@@ -81,7 +80,19 @@ static AI uint32_t enc_f32(uint32_t u, int M, int bias, uint32_t max_mag, int is
         int32_t s3 = s < 40 ? s : 40;
         q = (uint32_t)((((uint64_t)sig << 16) + ((uint64_t)rnd << s3)) >> (s3 + 16));
     }
-    uint32_t mag = ((uint32_t)(e - 1) << M) + q;
+    *q_out = q;
+    *e_out = e;
+    return ((uint32_t)(e - 1) << M) + q;
+}
+
+/* One element, float32 bits -> code. */
+static AI uint32_t enc_f32(uint32_t u, int M, int bias, uint32_t max_mag, int is_signed, int sign_shift,
+                           int mode, uint32_t rnd, uint64_t *pre, uint32_t *inexact) {
+    uint32_t a = u & 0x7fffffffu;
+    uint32_t neg = u >> 31;
+    uint32_t q;
+    int32_t e;
+    uint32_t mag = mag_f32(a, M, bias, mode, rnd, &q, &e, inexact);
     if (pre) *pre = mag;
     mag = mag < max_mag ? mag : max_mag;
     uint32_t nan = a > 0x7f800000u;
@@ -127,10 +138,52 @@ static AI uint32_t enc_f64(uint64_t u, int M, int bias, uint32_t max_mag, int is
     return neg ? 0u : mag;
 }
 
+static AI float float_of(uint32_t u) {
+    float f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+}
+
+static AI uint32_t bits_of(float f) {
+    uint32_t u;
+    __builtin_memcpy(&u, &f, 4);
+    return u;
+}
+
+/* One element, float32 bits -> the float32 bits of its CFloat value (fake-quantize without a code):
+ * the same q and e as enc_f32, then value = q * 2**(e - bias - M), built with an int->float conversion
+ * and a multiply by a power of two, both exact (q <= 2**(M+1), and the power is a normal float32 for
+ * every bias and format). No table gather, so the loop vectorises like the encode loop. maxv: the bits
+ * of the format's largest value at this bias (saturation, NaN). */
+static AI uint32_t fq_f32(uint32_t u, int M, int bias, uint32_t max_mag, uint32_t maxv, int is_signed,
+                          int mode, uint32_t rnd) {
+    uint32_t a = u & 0x7fffffffu;
+    uint32_t neg = u >> 31;
+    uint32_t q;
+    int32_t e;
+    uint32_t mag = mag_f32(a, M, bias, mode, rnd, &q, &e, NULL);
+    /* Selections by bit masks, not ?: on a float-derived value: GCC will not if-convert the latter. */
+    uint32_t nan = a > 0x7f800000u;
+    uint32_t sat = 0u - ((uint32_t)(mag > max_mag) | nan);
+    int32_t ex = e - bias - M + 127; /* >= 55; clamped where the lane saturates anyway */
+    ex = ex < 254 ? ex : 254;
+    uint32_t bits = (maxv & sat) | (bits_of((float)(int32_t)q * float_of((uint32_t)ex << 23)) & ~sat);
+    neg &= nan ^ 1u;
+    uint32_t keep = 0u - (uint32_t)(is_signed | (neg ^ 1u)); /* UHP: a negative input becomes +0 */
+    return (bits | (neg << 31)) & keep;
+}
+
 /* Elements are processed in blocks: the random bits of a block first (its own vectorised loop),
  * then the codes, then (fake-quantize) the table lookup. Blocks never cross a multiple of 2**32 in
  * the flat index, so the low index half is a plain uint32 counter inside a block. */
 #define BLOCK 2048
+
+/* elements of the next block starting at flat index idx0, with `left` elements left in the range */
+static AI int64_t block_len(uint64_t idx0, int64_t left) {
+    int64_t room = (int64_t)(0x100000000ull - (idx0 & 0xffffffffull));
+    int64_t len = left < BLOCK ? left : BLOCK;
+    return len < room ? len : room;
+}
 
 static AI void random_block(uint32_t *restrict r, int n, uint32_t lo0, uint32_t k1, uint32_t kh) {
     for (int k = 0; k < n; k++) r[k] = mix32(mix32((lo0 + (uint32_t)k) ^ k1) ^ kh) >> 16;
@@ -216,10 +269,7 @@ GATHER_BLOCK(gather_u16_f64, uint16_t, double)
         const UIN_T *src = (const UIN_T *)j->src;                                                          \
         while (i0 < i1) {                                                                                  \
             uint64_t idx0 = (uint64_t)(j->offset + i0);                                                    \
-            int64_t room = (int64_t)(0x100000000ull - (idx0 & 0xffffffffull));                             \
-            int64_t len = i1 - i0;                                                                         \
-            len = len < BLOCK ? len : BLOCK;                                                               \
-            len = len < room ? len : room;                                                                 \
+            int64_t len = block_len(idx0, i1 - i0);                                                        \
             if (MODE == STOCHASTIC) random_block(rnd, (int)len, (uint32_t)idx0, j->k1, hi_key(j, idx0));   \
             if (IS_FQ) {                                                                                   \
                 ENCBLK(src + i0, codes, (int)len, j, MODE, rnd, counts);                                   \
@@ -246,6 +296,43 @@ RANGE_MODES(fq_f32_u16, uint32_t, uint16_t, enc_block_f32_u16, float, gather_u16
 RANGE_MODES(fq_f64_u8, uint64_t, uint8_t, enc_block_f64_u8, double, gather_u8_f64, 1)
 RANGE_MODES(fq_f64_u16, uint64_t, uint16_t, enc_block_f64_u16, double, gather_u16_f64, 1)
 
+/* fake-quantize float32 -> float32 without flags: fq_f32 per element, no code buffer, no gather.
+ * With flags it hands over to the encode-and-gather loop FALLBACK, which counts them. */
+#define FQ_DIRECT(NAME, MODE, FALLBACK)                                                                    \
+    HOT static void NAME(const job_t *j, int64_t i0, int64_t i1, int64_t *counts) {                        \
+        if (j->want_flags) {                                                                               \
+            FALLBACK(j, i0, i1, counts);                                                                   \
+            return;                                                                                        \
+        }                                                                                                  \
+        const int M = j->M, bias = j->bias, sg = j->is_signed;                                             \
+        const uint32_t mm = j->max_mag;                                                                    \
+        uint32_t top;                                                                                      \
+        __builtin_memcpy(&top, &j->lut[mm], 4);                                                            \
+        const uint32_t *restrict src = (const uint32_t *)j->src;                                           \
+        uint32_t *restrict dst = (uint32_t *)j->dst;                                                       \
+        if (MODE != STOCHASTIC) {                                                                          \
+            for (int64_t k = i0; k < i1; k++) dst[k] = fq_f32(src[k], M, bias, mm, top, sg, MODE, 0);      \
+            return;                                                                                        \
+        }                                                                                                  \
+        uint32_t rnd[BLOCK];                                                                               \
+        while (i0 < i1) {                                                                                  \
+            uint64_t idx0 = (uint64_t)(j->offset + i0);                                                    \
+            int64_t len = block_len(idx0, i1 - i0);                                                        \
+            random_block(rnd, (int)len, (uint32_t)idx0, j->k1, hi_key(j, idx0));                           \
+            const uint32_t *restrict s = src + i0;                                                         \
+            uint32_t *restrict d = dst + i0;                                                               \
+            for (int k = 0; k < (int)len; k++) d[k] = fq_f32(s[k], M, bias, mm, top, sg, MODE, rnd[k]);    \
+            i0 += len;                                                                                     \
+        }                                                                                                  \
+    }
+
+FQ_DIRECT(fqd_f32_u8_rn, NEAREST, fq_f32_u8_rn)
+FQ_DIRECT(fqd_f32_u8_sr, STOCHASTIC, fq_f32_u8_sr)
+FQ_DIRECT(fqd_f32_u8_tz, TOWARD_ZERO, fq_f32_u8_tz)
+FQ_DIRECT(fqd_f32_u16_rn, NEAREST, fq_f32_u16_rn)
+FQ_DIRECT(fqd_f32_u16_sr, STOCHASTIC, fq_f32_u16_sr)
+FQ_DIRECT(fqd_f32_u16_tz, TOWARD_ZERO, fq_f32_u16_tz)
+
 #define DECODE_RANGE(NAME, CODE_T, GATHER)                                                                 \
     HOT static void NAME(const job_t *j, int64_t i0, int64_t i1, int64_t *counts) {                        \
         (void)counts;                                                                                      \
@@ -266,8 +353,8 @@ static const range_fn OPS[][3] = {
     {enc_f32_u16_rn, enc_f32_u16_sr, enc_f32_u16_tz}, /* 1 */
     {enc_f64_u8_rn, enc_f64_u8_sr, enc_f64_u8_tz},    /* 2 */
     {enc_f64_u16_rn, enc_f64_u16_sr, enc_f64_u16_tz}, /* 3 */
-    {fq_f32_u8_rn, fq_f32_u8_sr, fq_f32_u8_tz},       /* 4 */
-    {fq_f32_u16_rn, fq_f32_u16_sr, fq_f32_u16_tz},    /* 5 */
+    {fqd_f32_u8_rn, fqd_f32_u8_sr, fqd_f32_u8_tz},    /* 4 */
+    {fqd_f32_u16_rn, fqd_f32_u16_sr, fqd_f32_u16_tz}, /* 5 */
     {fq_f64_u8_rn, fq_f64_u8_sr, fq_f64_u8_tz},       /* 6 */
     {fq_f64_u16_rn, fq_f64_u16_sr, fq_f64_u16_tz},    /* 7 */
     {dec_u8, dec_u8, dec_u8},                         /* 8 */
