@@ -138,7 +138,8 @@ class _MetricsLog:
 def _evaluate(
     model: nn.Module, data: DataBundle, config: Config, ctx: D.DistContext, precision: Precision
 ) -> dict[str, float]:
-    sums = MetricSums(grid=data.grid, dt_s=data.dt_s)
+    net = getattr(model, "module", model)  # DDP wraps the network; the training mean speed is its buffer
+    sums = MetricSums(grid=data.grid, dt_s=data.dt_s, train_speed_mps=float(net.speed_prior_mps))
     was_training = model.training
     model.eval()
     with torch.no_grad():
