@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from opendojo.data.scene import LANE_WIDTH_M, ROAD_HALF_WIDTH_M, Scene
+from opendojo.errors import check_int
 
 CAMERA_YAWS_DEG: dict[str, float] = {
     "front": 0.0,
@@ -58,9 +59,7 @@ _PALETTE = np.array(
 def camera_names(cameras: int) -> list[str]:
     """The first ``cameras`` names of the rig: front, left, right, rear, then the diagonals."""
     names = list(CAMERA_YAWS_DEG)
-    if not 1 <= cameras <= len(names):
-        raise ValueError(f"cameras={cameras!r}: must be between 1 and {len(names)}")
-    return names[:cameras]
+    return names[: check_int("cameras", cameras, low=1, high=len(names))]
 
 
 @dataclass
