@@ -113,9 +113,9 @@ class FSDConfig:
 
 
 PRESETS: dict[str, FSDConfig] = {
-    # CPU tests and demos: 64×64 images, 3 cameras, 4 frames; 0.19 M parameters, 0.95 GFLOP/sample fwd+bwd.
+    # CPU tests and demos: 64×64 images, 3 cameras, 4 frames.
     "tiny": FSDConfig(),
-    # One GPU: 8 cameras at 256×256, 8 frames; 6.1 M parameters, ≈440 GFLOP/sample fwd+bwd.
+    # One GPU: 8 cameras at 256×256, 8 frames.
     "base": FSDConfig(
         cameras=8,
         frames=8,
