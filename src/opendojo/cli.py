@@ -360,8 +360,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from opendojo.demo import DemoFolderError, DemoSettings, run_demo
 
     try:
-        settings = DemoSettings(seed=args.seed, minutes=args.minutes, clips=args.clips, cameras=args.cameras,
-                                steps=args.steps)
+        given = {"clips": args.clips} if args.clips is not None else {}  # default: DemoSettings'
+        settings = DemoSettings(seed=args.seed, minutes=args.minutes, cameras=args.cameras, steps=args.steps,
+                                **given)
         summary = run_demo(args.out, settings, progress=not args.quiet)
     except (DemoFolderError, ValueError) as e:
         print(f"dojo demo: {e}", file=sys.stderr)
@@ -390,7 +391,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--minutes", type=float, default=8.0, help="wall-time budget; more minutes, more steps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clips", type=int, default=48, help="synthetic drives to generate")
+    p.add_argument("--clips", type=int, default=None, help="synthetic drives to generate (default 192)")
     p.add_argument("--cameras", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default: from --minutes)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -56,12 +56,12 @@ def test_labels_are_physically_consistent(drives):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"clips": 0}, "clips=0"),
-        ({"cameras": 9}, "cameras=9"),
-        ({"frames": -1}, "frames=-1"),
+        ({"clips": 0}, "clips: got 0"),
+        ({"cameras": 9}, "cameras: got 9"),
+        ({"frames": -1}, "frames: got -1"),
         ({"size": (30, 31)}, r"size=\(30, 31\)"),
         ({"size": 64}, "size=64"),
-        ({"seed": -3}, "seed=-3"),
+        ({"seed": -3}, "seed: got -3"),
     ],
 )
 def test_bad_synth_arguments_are_refused(tmp_path, kwargs, message):

@@ -28,8 +28,10 @@ LANE_OFFSETS_M = (-LANE_WIDTH_M, 0.0, LANE_WIDTH_M)
 ROAD_HALF_WIDTH_M = 1.5 * LANE_WIDTH_M
 MAX_CURVATURE = 1.0 / 250.0  # 1/m; keeps the road a function of forward distance over the view range
 WHEELBASE_M = 2.9
+EGO_SIZE_M = (4.7, 1.9)  # length, width of the ego car (drawn in bird's-eye figures)
 ROAD_STEP_M = 0.5
 BOX_RANGE_M = 60.0  # vehicles further than this from the ego are not listed in ``boxes``
+LANE_CHANGE_SHARE = 0.3  # drives with a lane change in their few seconds (the rest keep their lane)
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,13 @@ def make_scene(rng: np.random.Generator, frames: int, fps: float) -> Scene:
     n = frames + horizon
     t = np.arange(n) / fps
     base = rng.uniform(12.0, 26.0)
-    ego_speed = np.clip(base + _smooth_curve(rng, t, rng.uniform(1.0, 6.0), (9.0, 23.0)), 5.0, 35.0)
+    # Speed drifts as in traffic: peak accelerations of about 1 m/s² (highway driving rarely exceeds 2).
+    ego_speed = np.clip(base + _smooth_curve(rng, t, rng.uniform(0.5, 3.0), (15.0, 40.0)), 5.0, 35.0)
     ego_s = np.concatenate([[0.0], np.cumsum(ego_speed[:-1]) / fps])
     lanes = np.array(LANE_OFFSETS_M)
     d0, d1 = rng.choice(lanes, size=2)
+    if rng.uniform() >= LANE_CHANGE_SHARE:
+        d1 = d0
     t_change = rng.uniform(0.2, 0.8) * t[-1]
     u = np.clip((t - t_change) / 3.0, 0.0, 1.0)  # a 3-second lane change, smoothstep profile
     ego_d = d0 + (d1 - d0) * u * u * (3 - 2 * u)

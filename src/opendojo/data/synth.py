@@ -16,14 +16,9 @@ from opendojo.data.codec import add_h264_stream, open_output
 from opendojo.data.labels import sidecar_path, write_sidecar
 from opendojo.data.render import Camera, camera_names, render_frame
 from opendojo.data.scene import make_scene, scene_labels
+from opendojo.errors import UsageError, check_positive, check_seed
 
 DEFAULT_FPS = 30
-
-
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}={value!r}: must be a positive integer")
-    return int(value)
 
 
 def check_size(size: object) -> tuple[int, int]:
@@ -31,7 +26,7 @@ def check_size(size: object) -> tuple[int, int]:
     ok = isinstance(size, tuple | list) and len(size) == 2
     ok = ok and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in size)
     if not ok or any(v < 16 or v % 2 for v in size):
-        raise ValueError(f"size={size!r}: must be (height, width), two even integers >= 16")
+        raise UsageError(f"size={size!r}: must be (height, width), two even integers >= 16")
     return int(size[0]), int(size[1])
 
 
@@ -93,14 +88,13 @@ def synth(
     a keyframe every ``keyint`` frames) and ``drive_00000.json`` (labels). Returns ``out_dir``.
     Drives that already exist are rendered again and replaced (same seed, same bytes).
     """
-    clips = _check_positive("clips", clips)
-    frames = _check_positive("frames", frames)
-    keyint = _check_positive("keyint", keyint)
-    fps = _check_positive("fps", fps)
-    camera_names(_check_positive("cameras", cameras))
+    clips = check_positive("clips", clips)
+    frames = check_positive("frames", frames)
+    keyint = check_positive("keyint", keyint)
+    fps = check_positive("fps", fps)
+    camera_names(cameras)
     size = check_size(size)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed={seed!r}: must be a non-negative integer")
+    seed = check_seed("seed", seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for k in tqdm(range(clips), desc="synth", unit="drive", disable=not progress):

@@ -26,6 +26,9 @@ SYSTEMS = ("dojo-tile", "dojo-exapod", "h100-dgx")
 #: Share of the time budget the two training runs get; the rest is data, simulation and the report.
 _TRAIN_SHARE = 0.8
 _FIXED_COST_S = 45.0
+#: CPU threads per training run: the tiny network's ops are small, and on a shared machine one thread
+#: ran 6x faster than two (docs/training.md); the plan times its steps with the same count.
+TRAIN_THREADS = 1
 
 
 def _numerics_stage() -> dict[str, Any]:
@@ -79,7 +82,10 @@ def _data_stage(root: Path, s: DemoSettings, progress: bool) -> dict[str, Any]:
     report = ingest(sources, root / "dataset", clip_frames=s.clip_frames, progress=progress)
     if report.failures:
         raise RuntimeError(f"ingest of the synthetic drives failed: {report.failures}")
-    return {"dataset": str(root / "dataset"), "stats": stats(root / "dataset")}
+    from opendojo.demo.views import synth_held_out_drive
+
+    return {"dataset": str(root / "dataset"), "stats": stats(root / "dataset"),
+            "held_out_drive": synth_held_out_drive(root, s)}
 
 
 def _train_config(s: DemoSettings, dataset: str, precision: str, steps: int):
@@ -104,6 +110,7 @@ def _train_config(s: DemoSettings, dataset: str, precision: str, steps: int):
                 "checkpoint_every": 0,
                 "log_every": max(1, min(10, steps // 20)),
                 "warmup_steps": max(1, min(20, steps // 10)),
+                "threads": TRAIN_THREADS,
             },
         }
     )
@@ -117,6 +124,7 @@ def _plan_stage(s: DemoSettings, dataset: str) -> dict[str, Any]:
     from opendojo.nn import Recipe, convert
 
     per_step = {}
+    torch.set_num_threads(TRAIN_THREADS)
     for name in RUNS:
         torch.manual_seed(s.seed)
         shape = {"cameras": s.cameras, "frames": s.frames_per_clip, "image_size": s.image_size}

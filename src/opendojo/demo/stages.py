@@ -28,9 +28,9 @@ class DemoSettings:
 
     seed: int = 0
     minutes: float = 8.0
-    clips: int = 48
+    clips: int = 192
     cameras: int = 3
-    clip_frames: int = 32
+    clip_frames: int = 8
     frames_per_clip: int = 4
     image_size: int = 64
     steps: int | None = None  # training steps per run; None: derived from ``minutes``

@@ -39,6 +39,10 @@ class FSDConfig:
     ``speed_scale_mps`` and ``trajectory_scale_m`` (m/s, m) are the typical magnitudes that the ego head's
     raw outputs are multiplied by.
 
+    ``motion_input`` (early temporal fusion): the backbone sees each frame stacked with its difference from
+    the previous frame of the same camera (zeros for the first), 6 channels instead of 3, so motion, and
+    with it ego speed, is visible to the first convolution instead of only to the temporal stage.
+
     ``image_size`` must be divisible by ``2 ** len(backbone_channels)`` (each backbone stage halves the
     image), and ``occupancy_grid`` by ``bev_grid`` (each query cell predicts an ``s × s`` patch of the
     occupancy grid, ``s = occupancy_grid // bev_grid``).
@@ -59,6 +63,7 @@ class FSDConfig:
     trajectory_dt_s: float = 0.5
     speed_scale_mps: float = 10.0
     trajectory_scale_m: float = 4.0
+    motion_input: bool = True
 
     def __post_init__(self) -> None:
         positive = (
@@ -108,9 +113,9 @@ class FSDConfig:
 
 
 PRESETS: dict[str, FSDConfig] = {
-    # CPU tests and demos: 64×64 images, 3 cameras, 4 frames; 0.19 M parameters, 0.95 GFLOP/sample fwd+bwd.
+    # CPU tests and demos: 64×64 images, 3 cameras, 4 frames.
     "tiny": FSDConfig(),
-    # One GPU: 8 cameras at 256×256, 8 frames; 6.1 M parameters, ≈440 GFLOP/sample fwd+bwd.
+    # One GPU: 8 cameras at 256×256, 8 frames.
     "base": FSDConfig(
         cameras=8,
         frames=8,
@@ -220,9 +225,9 @@ class _ConvStage(nn.Module):
 class _Backbone(nn.Module):
     """Shared per-camera image backbone: ``[N, 3, H, W]`` → ``[N, h*w, dim]`` tokens."""
 
-    def __init__(self, channels: tuple[int, ...], dim: int) -> None:
+    def __init__(self, channels: tuple[int, ...], dim: int, in_channels: int = 3) -> None:
         super().__init__()
-        chans = (3, *channels)
+        chans = (in_channels, *channels)
         self.stages = nn.ModuleList(_ConvStage(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True))
         self.proj = nn.Conv2d(chans[-1], dim, 1)
 
@@ -230,6 +235,33 @@ class _Backbone(nn.Module):
         for stage in self.stages:
             x = stage(x)
         return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class _EgoMotionStem(nn.Module):
+    """``[N, cams, C, H, W]`` images → ``[N, dim]``: how much each part of each camera changes.
+
+    Two feature sets, each averaged over a 4×4 grid of image regions per camera, then an MLP: the
+    magnitude of the frame difference itself (fixed, so speed is readable from the first step: the
+    ground streams past faster at higher speed), and |a learned strided convolution| of frame and
+    difference. No normalisation: its job is to keep the overall size of the motion.
+    """
+
+    CHANNELS, POOL = 16, 4
+
+    def __init__(self, in_channels: int, cameras: int, dim: int) -> None:
+        super().__init__()
+        self.diff_channels = in_channels - 3  # the frame differences follow the 3 colour channels
+        self.conv = nn.Conv2d(in_channels, self.CHANNELS, 5, stride=4, padding=2)
+        features = cameras * (self.CHANNELS + self.diff_channels) * self.POOL**2
+        self.fc1 = nn.Linear(features, dim)
+        self.fc2 = nn.Linear(dim, dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n = images.shape[0]
+        x = images.flatten(0, 1)
+        parts = [self.conv(x).abs(), x[:, 3:].abs()]
+        pooled = torch.cat([F.adaptive_avg_pool2d(p, self.POOL) for p in parts], dim=1)
+        return self.fc2(F.gelu(self.fc1(pooled.reshape(n, -1))))
 
 
 class FSDNet(nn.Module):
@@ -248,7 +280,7 @@ class FSDNet(nn.Module):
     def __init__(self, config: FSDConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.backbone = _Backbone(c.backbone_channels, c.dim)
+        self.backbone = _Backbone(c.backbone_channels, c.dim, 6 if c.motion_input else 3)
         tokens_per_camera = c.feature_size**2
         self.camera_embed = nn.Parameter(torch.zeros(c.cameras, 1, c.dim))
         self.token_pos = nn.Parameter(torch.zeros(1, tokens_per_camera, c.dim))
@@ -258,6 +290,10 @@ class FSDNet(nn.Module):
             _Block(c.dim, c.heads, c.mlp_ratio, cross=True) for _ in range(c.fusion_layers)
         )
         self.bev_mixer = nn.ModuleList(_Block(c.dim, c.heads, c.mlp_ratio) for _ in range(c.fusion_layers))
+        # Ego-motion stem: how fast the scene streams past each part of each camera, added to the ego
+        # query's features right before the ego heads. It has no normalisation on purpose: GroupNorm in
+        # the backbone divides out exactly the overall size of the frame differences that speed shows in.
+        self.ego_motion = _EgoMotionStem(6 if c.motion_input else 3, c.cameras, c.dim)
         self.time_embed = nn.Parameter(torch.zeros(c.frames, c.dim))
         self.temporal = nn.ModuleList(
             _Block(c.dim, c.heads, c.mlp_ratio, causal=True) for _ in range(c.temporal_layers)
@@ -268,6 +304,9 @@ class FSDNet(nn.Module):
         # Learned per-cell logit offset: what is occupied whatever the cameras see (the ego footprint).
         self.occupancy_prior = nn.Parameter(torch.zeros(c.occupancy_grid, c.occupancy_grid))
         self.ego_head = nn.Linear(c.dim, 2 * c.horizon + 2)
+        # The mean speed the speed head starts at (m/s), kept so that evaluation can score the
+        # "predict the training mean" baselines with the same number after a resume or a reload.
+        self.register_buffer("speed_prior_mps", torch.zeros(()))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -308,6 +347,7 @@ class FSDNet(nn.Module):
         if not math.isfinite(speed_mps):
             raise ValueError(f"speed_mps must be finite, got {speed_mps!r}")
         self.ego_head.bias[2 * self.config.horizon].fill_(speed_mps / self.config.speed_scale_mps)
+        self.speed_prior_mps.fill_(speed_mps)
 
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.config
@@ -318,6 +358,9 @@ class FSDNet(nn.Module):
                 f"(B, cams, T, 3, H, W), got {tuple(frames.shape)}"
             )
         b, n_cam, t = frames.shape[:3]
+        if c.motion_input:  # causal: frame t is paired with frame t-1 only
+            previous = torch.cat([frames[:, :, :1], frames[:, :, :-1]], dim=2)  # frame 0 pairs with itself
+            frames = torch.cat([frames, frames - previous], dim=3)
         # Shared backbone: every (sample, camera, frame) image goes through the same weights.
         tokens = self.backbone(frames.reshape(b * n_cam * t, *frames.shape[3:]))  # [B*cams*T, hw, D]
         tokens = tokens.view(b, n_cam, t, -1, c.dim) + self.token_pos + self.camera_embed.unsqueeze(1)
@@ -333,7 +376,8 @@ class FSDNet(nn.Module):
         for block in self.temporal:
             x = block(x)
         x = self.norm_out(x).view(b, q, t, c.dim).transpose(1, 2)  # [B, T, Q, D]
-        return {**self._ego_outputs(x[:, :, 0]), "occupancy": self._occupancy(x[:, :, 1:])}
+        motion = self.ego_motion(frames.transpose(1, 2).flatten(0, 1)).view(b, t, c.dim)
+        return {**self._ego_outputs(x[:, :, 0] + motion), "occupancy": self._occupancy(x[:, :, 1:])}
 
     def _ego_outputs(self, ego: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.ego_head(ego)  # [B, T, 2K + 2]

@@ -151,3 +151,82 @@ def bars(values: Mapping[str, float], xlabel: str, title: str, log: bool = False
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _png(fig)
+
+
+def speed_trace(
+    times_s: np.ndarray, true_mps: np.ndarray, predicted: Mapping[str, np.ndarray], baseline_mps: float
+) -> bytes:
+    """Ego speed along one drive: the truth, each model's prediction and a constant baseline (m/s vs s).
+
+    times_s, true_mps and each predicted array: [F]; baseline_mps: the constant the baseline predicts.
+    """
+    fig, ax = plt.subplots(figsize=(8.5, 3.4))
+    ax.plot(times_s, true_mps, color="black", lw=2.2, label="true speed")
+    for name, values in predicted.items():
+        ax.plot(times_s, values, color=_COLORS.get(name), lw=1.4, marker=".", ms=4, label=f"{name} predicted")
+    ax.axhline(baseline_mps, color="#6b7280", ls="--", lw=1.2, label="training mean speed (baseline)")
+    ax.set_xlabel("time along the drive, s")
+    ax.set_ylabel("ego speed, m/s")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def bev_trajectories(clips: Sequence[Mapping[str, object]], speed_mps: float, dt_s: float) -> bytes:
+    """Future ego paths seen from above (forward is up, left is left), one panel per clip.
+
+    clips: [{"title": str, "truth": [K, 2], "predicted": {run: [K, 2]}}] in metres (x forward, y left);
+    the dashed line drives straight on at ``speed_mps`` (the baseline), waypoints every ``dt_s`` seconds.
+    """
+    fig, axes = plt.subplots(1, len(clips), figsize=(2.6 * len(clips), 4.2), squeeze=False)
+    for ax, clip in zip(axes[0], clips, strict=True):
+        truth = np.asarray(clip["truth"])
+        k = np.arange(len(truth) + 1) * dt_s * speed_mps
+        ax.plot([0, 0], [0, k[-1]], color="#6b7280", ls="--", lw=1.2, label="straight on at mean speed")
+        ax.plot(-np.r_[0, truth[:, 1]], np.r_[0, truth[:, 0]], color="black", lw=2.2, marker="o", ms=3,
+                label="true path")
+        for name, path in clip["predicted"].items():
+            p = np.asarray(path)
+            ax.plot(-np.r_[0, p[:, 1]], np.r_[0, p[:, 0]], color=_COLORS.get(name), lw=1.4, marker=".",
+                    label=f"{name} predicted")
+        ax.plot([0], [0], marker="s", color="#0891b2", ms=7)
+        ax.set_title(str(clip["title"]), fontsize=8)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel("right, m")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("ahead, m")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def occupancy_compare(
+    truth: np.ndarray, probabilities: Mapping[str, np.ndarray], cell_m: float, ego_m: tuple[float, float]
+) -> bytes:
+    """Bird's-eye occupancy: the truth, then each model's prediction thresholded at 0.5, ego car marked.
+
+    truth: [G, G] 0/1; probabilities: run -> [G, G] in 0..1 (row 0 = farthest ahead, column 0 = farthest
+    left); cell_m: metres per cell; ego_m: the ego car's (length, width) in metres. In each prediction
+    panel, hits are white, false alarms orange and missed cells blue.
+    """
+    truth = np.asarray(truth) > 0.5
+    panels = [("truth", np.where(truth[..., None], [1.0, 1.0, 1.0], [0.1, 0.1, 0.12]))]
+    for name, prob in probabilities.items():
+        hit = np.asarray(prob) > 0.5
+        rgb = np.full((*truth.shape, 3), [0.1, 0.1, 0.12])
+        rgb[hit & truth], rgb[hit & ~truth] = [1.0, 1.0, 1.0], [0.98, 0.55, 0.1]
+        rgb[~hit & truth] = [0.2, 0.45, 0.95]
+        iou = (hit & truth).sum() / max((hit | truth).sum(), 1)
+        panels.append((f"{name} > 0.5 (IoU {iou:.2f})", rgb))
+    g = truth.shape[0]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5), squeeze=False)
+    for ax, (title, rgb) in zip(axes[0], panels, strict=True):
+        ax.imshow(rgb, extent=(-g / 2, g / 2, -g / 2, g / 2))  # one unit = one cell, ego at the origin
+        length, width = ego_m[0] / cell_m, ego_m[1] / cell_m
+        ax.add_patch(plt.Rectangle((-width / 2, -length / 2), width, length, color="#22d3ee"))
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return _png(fig)

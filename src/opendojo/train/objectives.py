@@ -14,7 +14,10 @@ Baselines computed in the same pass, from the labels alone:
   cell occupied (IoU = occupied fraction);
 - trajectory ``zero`` (stand still) and ``constant velocity``: drive straight ahead at the labelled current
   speed, waypoint k at ``speed · dt · k`` metres (uses the true speed, so it is a strong baseline);
-- speed ``mean``: the RMS error (= standard deviation) of predicting the eval-set mean speed.
+- speed ``mean``: the RMS error (= standard deviation) of predicting the eval-set mean speed;
+- the two baselines the network must beat by a margin (given the training set's mean speed
+  ``train_speed_mps``, which the untrained network's speed head starts at): ``speed_mae_mps_mean``, the
+  MAE of predicting that speed, and ``ade_m_mean_speed``, the ADE of driving straight on at it.
 """
 
 from __future__ import annotations
@@ -74,12 +77,14 @@ class MetricSums:
         "speed_abs",
         "speed_sum",
         "speed_sq",
+        "speed_mean_abs",
+        "mean_ade_sum",
         "steer_abs",
         "values",
     )
 
-    def __init__(self, grid: int, dt_s: float) -> None:
-        self.dt_s = dt_s
+    def __init__(self, grid: int, dt_s: float, train_speed_mps: float = 0.0) -> None:
+        self.dt_s, self.train_speed_mps = dt_s, float(train_speed_mps)
         self.sums = torch.zeros(len(self.NAMES), dtype=torch.float64)
         self.cell_counts = torch.zeros(grid, grid, dtype=torch.float64)  # occupied count per cell
 
@@ -101,6 +106,8 @@ class MetricSums:
         cv = torch.zeros_like(traj)
         cv[..., 0] = target["speed"].float()[..., None] * steps
         cv_err = (cv - traj).norm(dim=-1)
+        cv[..., 0] = self.train_speed_mps * steps
+        s["mean_ade_sum"] = (cv - traj).norm(dim=-1).sum().item()
         zero_err = traj.norm(dim=-1)
         s["ade_sum"], s["fde_sum"] = err.sum().item(), err[..., -1].sum().item()
         s["cv_ade_sum"], s["cv_fde_sum"] = cv_err.sum().item(), cv_err[..., -1].sum().item()
@@ -109,6 +116,7 @@ class MetricSums:
         speed = target["speed"].float()
         s["speed_abs"] = (out["speed"].detach().float() - speed).abs().sum().item()
         s["speed_sum"], s["speed_sq"] = speed.sum().item(), speed.square().sum().item()
+        s["speed_mean_abs"] = (speed - self.train_speed_mps).abs().sum().item()
         s["steer_abs"] = (out["steering"].detach().float() - target["steering"].float()).abs().sum().item()
         s["values"] = speed.numel()
         self.sums += torch.tensor([s[n] for n in self.NAMES], dtype=torch.float64)
@@ -143,8 +151,10 @@ class MetricSums:
             "baseline_ade_m_constant_velocity": s["cv_ade_sum"] / s["traj_points"],
             "baseline_fde_m_constant_velocity": s["cv_fde_sum"] / s["traj_tracks"],
             "baseline_ade_m_zero": s["zero_ade_sum"] / s["traj_points"],
+            "baseline_ade_m_mean_speed": s["mean_ade_sum"] / s["traj_points"],
             "baseline_fde_m_zero": s["zero_fde_sum"] / s["traj_tracks"],
             "speed_mae_mps": s["speed_abs"] / s["values"],
             "baseline_speed_std_mps": speed_std,
+            "baseline_speed_mae_mps_mean": s["speed_mean_abs"] / s["values"],
             "steering_mae_rad": s["steer_abs"] / s["values"],
         }

@@ -119,7 +119,8 @@ def evaluate(
 ) -> dict[str, float]:
     """The eval metrics (and baselines) over ``config.train.eval_batches`` batches per rank, summed over
     ranks; the model is left in the mode it was in."""
-    sums = MetricSums(grid=data.grid, dt_s=data.dt_s)
+    net = getattr(model, "module", model)  # DDP wraps the network; the training mean speed is its buffer
+    sums = MetricSums(grid=data.grid, dt_s=data.dt_s, train_speed_mps=float(net.speed_prior_mps))
     was_training = model.training
     model.eval()
     with torch.no_grad():
