@@ -36,7 +36,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
 _env.filters["duration"] = lambda s: "-" if s is None else (
-    f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h")
+    f"{s:.2g} s" if s < 10 else f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200
+    else f"{s / 3600:.1f} h")
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -222,7 +223,7 @@ def _add_job_routes(app: FastAPI, state: ServiceState) -> None:
         if job is None:
             return Response(status_code=401 if caller is None else 404)
         records = jobview.read_metrics(state.dispatcher.job_dir(job_id) / "run")
-        keep = [{k: r.get(k) for k in ("kind", "step", "loss")} for r in records
+        keep = [{k: r.get(k) for k in ("kind", "step", "loss", "occupancy_iou")} for r in records
                 if r.get("kind") in ("train", "eval")]
         return JSONResponse({"state": job["state"], "steps": job["steps"], "records": keep},
                             headers={"Cache-Control": "no-store"})

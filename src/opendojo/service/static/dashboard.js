@@ -23,16 +23,13 @@ function svg(tag, attrs) {
   return el;
 }
 
-function drawCurves(figure, data) {
-  const area = figure.querySelector("svg");
-  const W = 640, H = 240, pad = 36;
-  const series = { train: [], eval: [] };
-  data.records.forEach((r) => { if (typeof r.loss === "number" && series[r.kind]) series[r.kind].push(r); });
-  const all = series.train.concat(series.eval);
+// One chart: the points' ``key`` against step, in an SVG of 640 x 200 user units.
+function drawChart(area, points, key, maxStep, kind, title) {
+  const W = 640, H = 200, pad = 40;
   area.replaceChildren();
-  if (!all.length) return 0;
-  const maxStep = Math.max(data.steps, ...all.map((r) => r.step));
-  const lo = Math.min(...all.map((r) => r.loss)), hi = Math.max(...all.map((r) => r.loss));
+  if (!points.length) return 0;
+  const values = points.map((r) => r[key]);
+  const lo = Math.min(...values), hi = Math.max(...values);
   const x = (s) => pad + (W - 2 * pad) * s / Math.max(1, maxStep);
   const y = (v) => H - pad - (H - 2 * pad) * (hi > lo ? (v - lo) / (hi - lo) : 0.5);
   area.append(svg("line", { x1: pad, y1: H - pad, x2: W - pad, y2: H - pad, class: "axis" }));
@@ -41,13 +38,20 @@ function drawCurves(figure, data) {
   label(hi.toPrecision(3), { x: 2, y: pad + 4 });
   label(lo.toPrecision(3), { x: 2, y: H - pad });
   label(`step ${maxStep}`, { x: W - pad - 50, y: H - pad + 20 });
-  for (const [kind, points] of Object.entries(series)) {
-    if (!points.length) continue;
-    const path = points.map((r) => `${x(r.step).toFixed(1)},${y(r.loss).toFixed(1)}`).join(" ");
-    area.append(svg("polyline", { points: path, class: `curve curve-${kind}`, "data-points": points.length }));
-    points.forEach((r) => area.append(svg("circle", { cx: x(r.step), cy: y(r.loss), r: 2.5, class: `dot-${kind}` })));
-  }
-  return all.length;
+  label(title, { x: pad + 8, y: 16, class: "title" });
+  const path = points.map((r) => `${x(r.step).toFixed(1)},${y(r[key]).toFixed(1)}`).join(" ");
+  area.append(svg("polyline", { points: path, class: `curve curve-${kind}`, "data-points": points.length }));
+  points.forEach((r) => area.append(svg("circle", { cx: x(r.step), cy: y(r[key]), r: 2.5, class: `dot-${kind}` })));
+  return points.length;
+}
+
+function drawCurves(figure, data) {
+  const ok = (kind, key) => data.records.filter((r) => r.kind === kind && typeof r[key] === "number");
+  const train = ok("train", "loss"), evals = ok("eval", "occupancy_iou");
+  const maxStep = Math.max(data.steps, ...data.records.map((r) => r.step));
+  return drawChart(figure.querySelector("#curve-svg"), train, "loss", maxStep, "train", "training loss") +
+    drawChart(figure.querySelector("#eval-svg"), evals, "occupancy_iou", maxStep, "eval",
+      "eval occupancy IoU");
 }
 
 async function refreshCurves() {
