@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .postgres import AVAILABLE as POSTGRES
+from .postgres import Postgres
+
 # The trainer tests' tiny shape: a step takes a fraction of a second on one core.
 TINY_TOML = """
 [data]
@@ -50,6 +53,7 @@ class Service:
     data_dir: Path
     slots: int
     grace: float = 120.0
+    db: str | None = None  # None: the default SQLite file in data_dir
     port: int = 0
     proc: subprocess.Popen | None = None
     tokens: dict[str, str] = field(default_factory=dict)
@@ -62,7 +66,7 @@ class Service:
         self.port = free_port()
         log = open(self.data_dir.parent / "serve.log", "ab")  # noqa: SIM115
         argv = [*DOJO, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-                "--slots", str(self.slots), "--grace", str(self.grace)]
+                "--slots", str(self.slots), "--grace", str(self.grace), *self.db_args()]
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -78,8 +82,11 @@ class Service:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=30)
 
+    def db_args(self) -> list[str]:
+        return ["--db", self.db] if self.db else []
+
     def add_tenant(self, name: str, *args: str) -> str:
-        out = dojo("service", "tenant", "add", name, "--data-dir", str(self.data_dir), *args)
+        out = dojo("service", "tenant", "add", name, "--data-dir", str(self.data_dir), *self.db_args(), *args)
         self.tokens[name] = out.stdout.strip()
         return self.tokens[name]
 
@@ -107,21 +114,38 @@ class Service:
                 pass
 
 
-def make_service(tmp_path: Path, slots: int, grace: float = 120.0) -> Service:
-    svc = Service(tmp_path / "data", slots, grace)
+def make_service(tmp_path: Path, slots: int, grace: float = 120.0, db: str | None = None) -> Service:
+    svc = Service(tmp_path / "data", slots, grace, db)
     svc.data_dir.mkdir()
     svc.add_tenant("team-a", "--max-running", "2", "--max-priority", "10")
     svc.add_tenant("team-b", "--max-running", "1", "--max-priority", "10")
     svc.add_tenant("broke", "--quota-tile-hours", "0")
     svc.add_tenant("gone")
-    dojo("service", "tenant", "disable", "gone", "--data-dir", str(svc.data_dir))
+    dojo("service", "tenant", "disable", "gone", "--data-dir", str(svc.data_dir), *svc.db_args())
     svc.start()
     return svc
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    svc = make_service(tmp_path_factory.mktemp("svc"), slots=1)
+@pytest.fixture(scope="session")
+def postgres():
+    if not POSTGRES:
+        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed; `make test` installs it")
+    pg = Postgres(free_port())
+    yield pg
+    pg.stop()
+
+
+def _database(request, name: str) -> str | None:
+    """None for SQLite; a fresh PostgreSQL database's URL for the "postgresql" backend."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres").new_database(name)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(request, tmp_path_factory):
+    db = _database(request, f"svc_{abs(hash(request.node.nodeid)) % 10**8}")
+    svc = make_service(tmp_path_factory.mktemp("svc"), slots=1, db=db)
     yield svc
     svc.kill(signal.SIGTERM)
     svc.stop_jobs()
@@ -131,8 +155,8 @@ def service(tmp_path_factory):
 def fresh_service(tmp_path):
     made = []
 
-    def make(slots: int = 1, grace: float = 120.0) -> Service:
-        made.append(make_service(tmp_path, slots, grace))
+    def make(slots: int = 1, grace: float = 120.0, db: str | None = None) -> Service:
+        made.append(make_service(tmp_path, slots, grace, db))
         return made[-1]
 
     yield make

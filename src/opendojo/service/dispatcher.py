@@ -149,7 +149,9 @@ class Dispatcher:
                                         attempts=job["attempts"] + 1, started_at=time.time())
         if not claimed:
             return
-        handle = self.executor.start(jdir, self._argv(job, jdir))
+        argv = self._argv(job, jdir)
+        (jdir / "command.json").write_text(json.dumps(argv))  # what ran, to rerun it by hand
+        handle = self.executor.start(jdir, argv)
         self.store.transition(job["id"], RUNNING, handle=handle)
 
     def _argv(self, job: dict, jdir: Path) -> list[str]:
