@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
 import time
 
 import pytest
 
-from .conftest import TINY_TOML, make_service
+from .conftest import TINY_TOML
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +21,6 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--window-size=1280,1500")
 HOSTILE = "<script>alert(1)</script>"
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    svc = make_service(tmp_path_factory.mktemp("dash"), slots=1)
-    yield svc
-    svc.kill(signal.SIGTERM)
-    svc.stop_jobs()
 
 
 @pytest.fixture
@@ -92,19 +83,19 @@ def _state(driver) -> str:
     return driver.find_element(By.ID, "job-state").text.strip()
 
 
-def test_submit_watch_isolate_and_sign_out_in_a_real_browser(served, browser):
+def test_submit_watch_isolate_and_sign_out_in_a_real_browser(service, browser):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
 
-    browser.get(f"{served.url}/jobs/jnothing")
+    browser.get(f"{service.url}/jobs/jnothing")
     assert browser.current_url.endswith("/signin")
-    _sign_in(browser, served.url, served.tokens["team-a"])
+    _sign_in(browser, service.url, service.tokens["team-a"])
     assert browser.find_element(By.TAG_NAME, "h1").text == "Jobs of team-a"
     cookie = browser.get_cookie("dojo_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert browser.execute_script("return document.cookie") == ""  # scripts cannot read the session
     steps = 30 if os.environ.get("DOJO_DASHBOARD_SCREENSHOT") else 4
-    job_id = _submit_from_form(browser, served.url, steps)
+    job_id = _submit_from_form(browser, service.url, steps)
     assert browser.find_element(By.ID, "job-name").text == HOSTILE  # shown as text, never run
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018
@@ -122,26 +113,26 @@ def test_submit_watch_isolate_and_sign_out_in_a_real_browser(served, browser):
     # the panel stops refreshing once the job has ended, so its elements stay put from here on
     links = lambda: [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#panel a[download]")]  # noqa: E731
     _wait(lambda: "result.json" in links(), 30, "the artifacts")
-    browser.get(served.url)
+    browser.get(service.url)
     assert job_id in browser.find_element(By.ID, "jobs").text
 
     browser.find_element(By.ID, "signout").click()
     _wait(lambda: browser.current_url.endswith("/signin"), 30, "sign-in after sign-out")
-    _sign_in(browser, served.url, served.tokens["team-b"])
+    _sign_in(browser, service.url, service.tokens["team-b"])
     assert job_id not in browser.find_element(By.ID, "jobs").text
-    browser.get(f"{served.url}/jobs/{job_id}")
+    browser.get(f"{service.url}/jobs/{job_id}")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
 
     browser.find_element(By.ID, "signout").click()
     _wait(lambda: browser.current_url.endswith("/signin"), 30, "sign-in after sign-out")
-    browser.get(f"{served.url}/jobs/{job_id}")
+    browser.get(f"{service.url}/jobs/{job_id}")
     assert browser.current_url.endswith("/signin")
 
 
-def test_admin_sees_every_tenant_and_capacity_in_a_real_browser(served, browser):
+def test_admin_sees_every_tenant_and_capacity_in_a_real_browser(service, browser):
     from selenium.webdriver.common.by import By
 
-    _sign_in(browser, served.url, (served.data_dir / "admin.token").read_text().strip())
+    _sign_in(browser, service.url, (service.data_dir / "admin.token").read_text().strip())
     assert browser.current_url.endswith("/admin")
     headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
     assert headings == ["Capacity", "Tenants", "Slots (running)", "Queue"]

@@ -25,6 +25,7 @@ from opendojo.service.store import Store, overrides_of
 log = logging.getLogger(__name__)
 
 MAX_LOST_ATTEMPTS = 3  # attempts that vanish without an exit code before the job is failed
+LAUNCH_GRACE_S = 30.0  # a claimed job gets this long to record its process before it counts as lost
 DEFAULT_GRACE_S = 120.0  # SIGTERM → SIGKILL, as SageMaker's StopTrainingJob allows
 
 
@@ -94,6 +95,8 @@ class Dispatcher:
     def _watch(self, job: dict) -> None:
         jdir = self.job_dir(job["id"])
         if job["handle"] is None:  # claimed, then the server died before recording the process
+            if time.time() - (job["started_at"] or 0) < LAUNCH_GRACE_S:
+                return  # or a launch in progress, by this server or a replica sharing the database
             orphan = self.executor.find_orphan(jdir) if hasattr(self.executor, "find_orphan") else None
             if orphan:
                 self.store.transition(job["id"], RUNNING, handle=orphan)
@@ -145,8 +148,8 @@ class Dispatcher:
         jdir = self.job_dir(job["id"])
         jdir.mkdir(parents=True, exist_ok=True)
         (jdir / "config.toml").write_text(job["config_toml"])
-        claimed = self.store.transition(job["id"], (QUEUED, PREEMPTED), state=RUNNING, handle=None,
-                                        attempts=job["attempts"] + 1, started_at=time.time())
+        claimed = self.store.claim(job["id"], (QUEUED, PREEMPTED), state=RUNNING, handle=None,
+                                   attempts=job["attempts"] + 1, started_at=time.time())
         if not claimed:
             return
         argv = self._argv(job, jdir)

@@ -49,9 +49,11 @@ def serve(data_dir: Path, *, db: str | None, host: str, port: int, slots: int, e
     """Run the service until interrupted (SIGINT/SIGTERM stop the server; jobs keep running)."""
     import uvicorn
 
-    lock = _hold_lock(data_dir)
+    # Servers sharing PostgreSQL (and this folder) claim jobs with row locks; SQLite allows one server.
+    lock = _hold_lock(data_dir) if (db or "sqlite").startswith("sqlite") else None
     state = build_state(data_dir, db, slots, executor, grace_s)
     log.warning("dojo serve: http://%s:%d (data %s, %d slot(s), executor %s; admin token in %s)",
                 host, port, data_dir, slots, executor, data_dir / "admin.token")
     uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False)
-    os.close(lock.fileno())
+    if lock is not None:
+        os.close(lock.fileno())

@@ -17,7 +17,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, create_engine, event, func, select, text, update
 
 from opendojo.errors import UsageError
 from opendojo.service import tokens
@@ -26,6 +26,7 @@ from opendojo.service.schema import FINAL_STATES, QUEUED, datasets, jobs, tenant
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x646F6A6F  # "dojo": the advisory lock that serialises migrations on PostgreSQL
 
 
 def default_url(data_dir: Path) -> str:
@@ -57,6 +58,8 @@ def migrate(engine: Engine) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # replicas starting together migrate one at a time
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
@@ -149,6 +152,20 @@ class Store:
         """Set ``values`` on the job if its state is still ``expected``; whether it was."""
         allowed = [expected] if isinstance(expected, str) else list(expected)
         with self.engine.begin() as c:
+            q = update(jobs).where(jobs.c.id == job_id, jobs.c.state.in_(allowed)).values(**values)
+            return c.execute(q).rowcount == 1
+
+    def claim(self, job_id: str, expected: Iterable[str], **values: Any) -> bool:
+        """``transition`` for taking a waiting job to run: on PostgreSQL the row is first locked
+        ``FOR UPDATE SKIP LOCKED``, so of several servers sharing the database exactly one takes the job and
+        the others pass over it at once instead of queueing behind its lock. SQLite has one writer anyway."""
+        if self.engine.dialect.name == "sqlite":
+            return self.transition(job_id, expected, **values)
+        allowed = list(expected)
+        with self.engine.begin() as c:
+            mine = select(jobs.c.seq).where(jobs.c.id == job_id, jobs.c.state.in_(allowed))
+            if c.execute(mine.with_for_update(skip_locked=True)).first() is None:
+                return False
             q = update(jobs).where(jobs.c.id == job_id, jobs.c.state.in_(allowed)).values(**values)
             return c.execute(q).rowcount == 1
 
