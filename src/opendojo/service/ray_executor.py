@@ -7,11 +7,13 @@ ranks run under torchrun inside that one Ray job) and ``entrypoint_num_gpus`` = 
 on CUDA. Ray places it on a node with those resources free.
 
 Mapping onto the API: status PENDING/RUNNING → still running; SUCCEEDED → exit 0; FAILED → the driver's
-exit code (75, the trainer's "checkpointed and stopped", means preempted); STOPPED → preempted, unless
-the service itself asked to cancel. A graceful stop is ``stop_job``: Ray sends SIGTERM (the trainer
-checkpoints and exits 75) and SIGKILLs after ``RAY_JOB_STOP_WAIT_TIME_S``, set to the service's grace
-period. Logs come from ``get_job_logs`` into the job's ``log.txt``. The run folder (``--out``) must be on
-storage every Ray node and the service share, as checkpoints and metrics are read from it.
+exit code (75, the trainer's "checkpointed and stopped", means preempted; none at all means a node or
+the job's supervisor died: lost, requeued); STOPPED → preempted, unless the service itself asked to
+cancel; a submission the cluster no longer knows (the head restarted) → lost, requeued.
+A graceful stop is ``stop_job``: Ray sends SIGTERM (the trainer checkpoints and exits 75) and SIGKILLs
+after ``RAY_JOB_STOP_WAIT_TIME_S``, set to the service's grace period. Logs come from ``get_job_logs``
+into the job's ``log.txt``. The run folder (``--out``) must be on storage that every Ray node and the
+service share, as checkpoints and metrics are read from it.
 """
 
 from __future__ import annotations
@@ -97,7 +99,12 @@ class RayExecutor:
 
     def poll(self, job_dir: Path, handle: str) -> Outcome | None:
         ref = json.loads(handle)
-        info = self.client.get_job_info(ref["ray"])
+        try:
+            info = self.client.get_job_info(ref["ray"])
+        except RuntimeError as e:  # the SDK's "does not exist": the cluster restarted and forgot it
+            if "does not exist" in str(e):
+                return Outcome(None)
+            raise
         status = str(getattr(info.status, "value", info.status))
         self._copy_logs(job_dir, ref)
         if status in RAY_ACTIVE:
@@ -106,7 +113,9 @@ class RayExecutor:
             return Outcome(0)
         if status == "STOPPED":
             return Outcome(info.driver_exit_code if info.driver_exit_code is not None else EXIT_PREEMPTED)
-        return Outcome(info.driver_exit_code if info.driver_exit_code is not None else 1)
+        # FAILED without a driver exit code: the node or the job's supervisor died, not the trainer, so
+        # the job is lost rather than failed (the dispatcher requeues it to resume from its checkpoint).
+        return Outcome(info.driver_exit_code)
 
     def stop(self, handle: str, *, force: bool = False) -> None:
         # Ray itself escalates SIGTERM to SIGKILL after the grace period set at submission.
