@@ -130,7 +130,7 @@ def make_service(tmp_path: Path, slots: int, grace: float = 120.0, db: str | Non
 @pytest.fixture(scope="session")
 def postgres():
     if not POSTGRES:
-        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed; `make test` installs it")
+        pytest.skip("PostgreSQL (initdb, pg_ctl) or psycopg is missing; `make test` installs psycopg")
     pg = Postgres(free_port())
     yield pg
     pg.stop()

@@ -4,13 +4,25 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-AVAILABLE = shutil.which("initdb") is not None and shutil.which("pg_ctl") is not None
+
+def _bin_dir() -> Path | None:
+    """Where initdb and pg_ctl live: on PATH, or Debian's /usr/lib/postgresql/VERSION/bin."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return versions[-1].parent if versions else None
+
+
+BIN = _bin_dir()
+AVAILABLE = BIN is not None and importlib.util.find_spec("psycopg") is not None
 
 
 def _as_server_user(argv: list[str]) -> list[str]:
@@ -24,10 +36,10 @@ class Postgres:
         self.port = port
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
-        subprocess.run(_as_server_user(["initdb", "-D", str(self.data), "-U", "dojo", "--auth=trust",
-                                        "-E", "UTF8"]), check=True, capture_output=True, timeout=120)
+        init = [str(BIN / "initdb"), "-D", str(self.data), "-U", "dojo", "--auth=trust", "-E", "UTF8"]
+        subprocess.run(_as_server_user(init), check=True, capture_output=True, timeout=120)
         opts = f"-p {port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(_as_server_user(["pg_ctl", "-D", str(self.data), "-o", opts, "-l",
+        subprocess.run(_as_server_user([str(BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
                                         str(self.root / "log"), "-w", "start"]),
                        check=True, capture_output=True, timeout=120)
 
@@ -44,6 +56,6 @@ class Postgres:
         return f"postgresql+psycopg://dojo@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        subprocess.run(_as_server_user(["pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"]),
-                       capture_output=True, timeout=60)
+        stop = [str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+        subprocess.run(_as_server_user(stop), capture_output=True, timeout=60)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -62,8 +62,10 @@ def test_submit_run_succeed_download_with_the_cli(fresh_service, tmp_path, reque
     assert json.loads((tmp_path / "dl" / "result.json").read_text())["steps"] == 3
     assert (tmp_path / "dl" / "checkpoint" / "model.safetensors").stat().st_size > 0
     assert not list((tmp_path / "dl").rglob("*.part"))
-    logs = subprocess.run([*DOJO, "jobs", "logs", job_id], env=env, capture_output=True, text=True)
-    assert "done: 3 steps" in logs.stdout
+    for follow in ([], ["--follow"]):  # follow ends by itself once the job has ended
+        logs = subprocess.run([*DOJO, "jobs", "logs", job_id, *follow], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert "done: 3 steps" in logs.stdout
     with svc.client("team-a") as c:
         records = c.get(f"/v1/jobs/{job_id}/metrics").json()
         assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
@@ -136,5 +138,23 @@ def test_server_and_job_killed_then_restart_requeues_from_the_checkpoint(fresh_s
 
 
 def test_second_server_on_the_same_data_dir_is_refused(service):
+    if service.db:
+        pytest.skip("PostgreSQL replicas may share a folder (row locks): see the two-server test")
     out = dojo("serve", "--data-dir", str(service.data_dir), "--port", "0", check=False)
     assert out.returncode == 2 and "already served" in out.stderr
+
+
+@pytest.mark.slow
+def test_two_servers_sharing_one_postgresql_queue_run_each_job_once(fresh_service, postgres):
+    first = fresh_service(slots=1, db=postgres.new_database("shared"))
+    second = type(first)(first.data_dir, first.slots, first.grace, first.db, tokens=first.tokens)
+    second.start()
+    try:
+        ids = [_submit(first, "team-a", steps=1) for _ in range(2)] + [_submit(second, "team-b", steps=1)]
+        for job_id, tenant in zip(ids, ("team-a", "team-a", "team-b"), strict=True):
+            job = first.wait_for(tenant, job_id, lambda j: j["state"] in FINAL)
+            assert job["state"] == "succeeded" and job["attempts"] == 1, job
+            log = (first.data_dir / "jobs" / job_id / "log.txt").read_text()
+            assert log.count("done: 1 steps") == 1
+    finally:
+        second.kill(signal.SIGTERM)

@@ -167,8 +167,11 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
         return await run_in_threadpool(_submit, store, tenant, raw)
 
     @app.get("/v1/jobs")
-    def list_jobs(tenant: TenantDep) -> list[dict]:
-        return [jobview.summary(j) for j in store.jobs_of(tenant["id"])]
+    def list_jobs(tenant: TenantDep, limit: int = 100) -> list[dict]:
+        """The tenant's newest ``limit`` jobs (1..1000), newest first."""
+        if not 1 <= limit <= 1000:
+            raise ApiError(400, "limit", f"limit: got {limit}; allowed: an integer in 1..1000")
+        return [jobview.summary(j) for j in store.jobs_of(tenant["id"], limit)]
 
     @app.get("/v1/jobs/{job_id}")
     def show(job_id: str, tenant: TenantDep) -> dict:

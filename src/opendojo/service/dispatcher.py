@@ -25,8 +25,9 @@ from opendojo.service.store import Store, overrides_of
 log = logging.getLogger(__name__)
 
 MAX_LOST_ATTEMPTS = 3  # attempts that vanish without an exit code before the job is failed
-LAUNCH_GRACE_S = 30.0  # a claimed job gets this long to record its process before it counts as lost
-DEFAULT_GRACE_S = 120.0  # SIGTERM → SIGKILL, as SageMaker's StopTrainingJob allows
+DEFAULT_GRACE_S = 120.0
+# Claim → process recorded takes milliseconds; a claim this old without a process means its server died.
+CLAIM_TIMEOUT_S = 30.0  # SIGTERM → SIGKILL, as SageMaker's StopTrainingJob allows
 
 
 def steps_done(run_dir: Path) -> int:
@@ -69,21 +70,18 @@ class Dispatcher:
     def tick(self) -> scheduler.Plan:
         """One pass; returns the plan it applied."""
         with self._lock:
-            for job in self.store.active_jobs():
-                if job["state"] == RUNNING:
-                    self._watch(job)
-                elif job["state"] == PREEMPTED:
-                    self.store.transition(job["id"], PREEMPTED, state=QUEUED)
-            active = self.store.active_jobs()
+            for job in self.store.jobs_in(RUNNING):
+                self._watch(job)
+            for job in self.store.jobs_in(PREEMPTED):
+                self.store.transition(job["id"], PREEMPTED, state=QUEUED)
             limits = {t["id"]: t["max_running"] for t in self.store.list_tenants() if not t["disabled"]}
-            views = [scheduler.JobView(j["id"], j["tenant_id"], j["priority"], j["seq"], j["state"],
-                                       j["stop_reason"] is not None) for j in active]
+            views = [scheduler.JobView(i, t, p, seq, state, stop is not None)
+                     for i, t, p, seq, state, stop in self.store.queue_rows()]
             plan = scheduler.plan(views, limits, self.slots)
-            by_id = {j["id"]: j for j in active}
             for job_id in plan.preempt:
-                self.request_stop(by_id[job_id], "preempt")
+                self.request_stop(self.store.job(job_id), "preempt")
             for job_id in plan.start:
-                self._launch(by_id[job_id])
+                self._launch(self.store.job(job_id))
             return plan
 
     def request_stop(self, job: dict, reason: str) -> None:
@@ -94,9 +92,9 @@ class Dispatcher:
 
     def _watch(self, job: dict) -> None:
         jdir = self.job_dir(job["id"])
-        if job["handle"] is None:  # claimed, then the server died before recording the process
-            if time.time() - (job["started_at"] or 0) < LAUNCH_GRACE_S:
-                return  # or a launch in progress, by this server or a replica sharing the database
+        if job["handle"] is None:  # claimed, and the process not yet recorded
+            if time.time() - (job["started_at"] or 0) < CLAIM_TIMEOUT_S:
+                return  # another server (sharing a PostgreSQL queue) is starting it right now
             orphan = self.executor.find_orphan(jdir) if hasattr(self.executor, "find_orphan") else None
             if orphan:
                 self.store.transition(job["id"], RUNNING, handle=orphan)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 from pathlib import Path
 
 from opendojo.errors import UsageError
@@ -50,11 +49,11 @@ def serve(data_dir: Path, *, db: str | None, host: str, port: int, slots: int, e
     """Run the service until interrupted (SIGINT/SIGTERM stop the server; jobs keep running)."""
     import uvicorn
 
-    # Servers sharing PostgreSQL (and this folder) claim jobs with row locks; SQLite allows one server.
-    lock = _hold_lock(data_dir) if (db or "sqlite").startswith("sqlite") else None
+    # SQLite: one server per folder. PostgreSQL: replicas may share the folder and the queue (row locks).
+    lock = _hold_lock(data_dir) if not (db or "").startswith("postgresql") else None
     state = build_state(data_dir, db, slots, executor, grace_s, ray_address)
     log.warning("dojo serve: http://%s:%d (data %s, %d slot(s), executor %s; admin token in %s)",
                 host, port, data_dir, slots, executor, data_dir / "admin.token")
     uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False)
     if lock is not None:
-        os.close(lock.fileno())
+        lock.close()

@@ -2,7 +2,8 @@
 
 ``sqlite:///DIR/service.db`` (WAL mode) by default; a ``postgresql+psycopg://`` URL runs the same code.
 The schema is created and upgraded by the Alembic migrations shipped in ``migrations/``. Every state
-change is a compare-and-set (``UPDATE ... WHERE state = expected``), so two writers never both win.
+change is a compare-and-set (``UPDATE ... WHERE state = expected``), so two writers never both win, and a
+job is claimed under a row lock, so several servers can share one PostgreSQL queue.
 """
 
 from __future__ import annotations
@@ -144,9 +145,18 @@ class Store:
         q = select(jobs).where(jobs.c.tenant_id == tenant_id).order_by(jobs.c.seq.desc()).limit(limit)
         return self._all(q)
 
-    def active_jobs(self) -> list[dict]:
-        """Every job not in a final state, in submission order (what the scheduler reads)."""
-        return self._all(select(jobs).where(jobs.c.state.not_in(FINAL_STATES)).order_by(jobs.c.seq))
+    def jobs_in(self, state: str) -> list[dict]:
+        """Every job in ``state``, whole rows (the dispatcher watches the running ones)."""
+        return self._all(select(jobs).where(jobs.c.state == state).order_by(jobs.c.seq))
+
+    def queue_rows(self) -> list[tuple]:
+        """(id, tenant_id, priority, seq, state, stop_reason) of every active job: only what the scheduler
+        reads, so a pass over 10,000 queued jobs moves little data."""
+        c_ = jobs.c
+        q = select(c_.id, c_.tenant_id, c_.priority, c_.seq, c_.state, c_.stop_reason).where(
+            c_.state.not_in(FINAL_STATES))
+        with self.engine.connect() as c:
+            return [tuple(r) for r in c.execute(q)]
 
     def transition(self, job_id: str, expected: str | Iterable[str], **values: Any) -> bool:
         """Set ``values`` on the job if its state is still ``expected``; whether it was."""
@@ -156,18 +166,16 @@ class Store:
             return c.execute(q).rowcount == 1
 
     def claim(self, job_id: str, expected: Iterable[str], **values: Any) -> bool:
-        """``transition`` for taking a waiting job to run: on PostgreSQL the row is first locked
-        ``FOR UPDATE SKIP LOCKED``, so of several servers sharing the database exactly one takes the job and
-        the others pass over it at once instead of queueing behind its lock. SQLite has one writer anyway."""
-        if self.engine.dialect.name == "sqlite":
-            return self.transition(job_id, expected, **values)
-        allowed = list(expected)
+        """Like :meth:`transition`, with a row lock first (``SELECT ... FOR UPDATE SKIP LOCKED``): when
+        several servers share one PostgreSQL queue, one claims the job and the others skip it at once
+        instead of waiting. SQLite has one writer at a time and ignores the clause."""
         with self.engine.begin() as c:
-            mine = select(jobs.c.seq).where(jobs.c.id == job_id, jobs.c.state.in_(allowed))
-            if c.execute(mine.with_for_update(skip_locked=True)).first() is None:
+            q = (select(jobs.c.seq).where(jobs.c.id == job_id, jobs.c.state.in_(list(expected)))
+                 .with_for_update(skip_locked=True))
+            row = c.execute(q).first()
+            if row is None:
                 return False
-            q = update(jobs).where(jobs.c.id == job_id, jobs.c.state.in_(allowed)).values(**values)
-            return c.execute(q).rowcount == 1
+            return c.execute(update(jobs).where(jobs.c.seq == row.seq).values(**values)).rowcount == 1
 
     def usage(self, tenant_id: int | None = None) -> list[dict]:
         """Per tenant: jobs, steps, wall and CPU seconds, metered tile-hours."""
