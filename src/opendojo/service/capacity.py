@@ -13,10 +13,12 @@ import functools
 import logging
 
 from opendojo.service import jobview, quotes
-from opendojo.service.schema import RUNNING
+from opendojo.service.schema import PREEMPTED, QUEUED, RUNNING
 from opendojo.service.store import overrides_of
 
 log = logging.getLogger(__name__)
+
+QUEUE_SHOWN = 200  # the admin page lists the head of the queue, not all of a 10,000-job backlog
 
 
 def _job_shape(job: dict) -> tuple[str, int, str]:
@@ -78,9 +80,9 @@ def admin_overview(state) -> dict:
     usage = {u["name"]: u for u in store.usage()}
     tenants = [t | {"usage": usage.get(t["name"], {})} for t in store.list_tenants()]
     names = {t["id"]: t["name"] for t in tenants}
-    active = store.active_jobs()
-    running = [j for j in active if j["state"] == RUNNING]
-    queue = sorted((j for j in active if j["state"] != RUNNING), key=lambda j: (-j["priority"], j["seq"]))
+    running = store.jobs_in(RUNNING)
+    waiting = store.jobs_in(QUEUED) + store.jobs_in(PREEMPTED)
+    queue = sorted(waiting, key=lambda j: (-j["priority"], j["seq"]))[:QUEUE_SHOWN]
     tiles, h100, definition = 0.0, 0.0, ""
     for job in running:
         t, h, d = _delivered(job, dispatcher.job_dir(job["id"]) / "run")
