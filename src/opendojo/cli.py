@@ -188,7 +188,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from opendojo.errors import EXIT_PREEMPTED
     from opendojo.train import NonFiniteLossError, load_config, preempt, train
 
-    preempt.install()  # SIGTERM: checkpoint at the end of the step, exit EXIT_PREEMPTED (docs/training.md)
+    preempt.install()  # SIGTERM: checkpoint at the end of the step, exit EXIT_PREEMPTED (docs/service.md)
     try:
         config = load_config(args.config, _train_overrides(args))
         result = train(config, args.out, resume=args.resume, progress=not args.no_progress)

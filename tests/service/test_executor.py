@@ -38,6 +38,7 @@ def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period_and_requeue
     store.transition(job["id"], QUEUED, state=RUNNING, handle=handle, attempts=1, started_at=time.time())
     _wait_up(job_dir)
     assert executor.find_orphan(job_dir) is not None  # the supervisor holds the job's lock
+    store.disable_tenant("t")  # so the dispatcher does not start the requeued job again here
     dispatcher.request_stop(store.job(job["id"]), "preempt")
     dispatcher.tick()
     time.sleep(0.5)
@@ -49,7 +50,8 @@ def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period_and_requeue
         dispatcher.tick()  # past the grace period: SIGKILL, then collected as preempted and requeued
         time.sleep(0.2)
     assert not is_alive(ref["pid"], ref["start"])
-    assert store.job(job["id"])["state"] == "preempted"  # it resumes from its last checkpoint
+    after = store.job(job["id"])
+    assert after["state"] in ("preempted", QUEUED) and "preempted" in after["message"], after
 
 
 def test_an_attempt_refuses_to_start_while_another_holds_the_job(tmp_path):
