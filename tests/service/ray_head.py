@@ -31,12 +31,14 @@ def _free_ports(n: int) -> list[int]:
 
 
 class RayHead:
-    """``address`` is the job API (the dashboard) URL; ``num_cpus`` the CPUs it offers."""
+    """``address`` is the job API (the dashboard) URL, ``gcs_address`` the cluster's; ``num_cpus`` the
+    CPUs it offers."""
 
     def __init__(self, num_cpus: int = 2) -> None:
         self.temp = Path(tempfile.mkdtemp(prefix="dojo-ray-"))
         dash, gcs, client, agent = _free_ports(4)
-        self.address = f"http://127.0.0.1:{dash}"
+        self.address = f"http://127.0.0.1:{dash}"  # the job API (dashboard)
+        self.gcs_address = f"127.0.0.1:{gcs}"  # what ray.init(address=...) connects a driver to
         env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0",
                             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
         argv = [str(RAY), "start", "--head", "--num-cpus", str(num_cpus), "--include-dashboard", "true",
