@@ -95,34 +95,51 @@ def _size_arg(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _cmd_data(args: argparse.Namespace) -> int:
+def _print_query(args: argparse.Namespace, table) -> None:
+    from opendojo.errors import printable  # camera names and paths come from files: escape them
+
+    n_clips = len(set(table.column("clip_id").to_pylist()))
+    print(f"{table.num_rows} camera clips, {n_clips} clips match")
+    for row in table.slice(0, args.show).to_pylist():
+        print(f"  {row['clip_id']} {printable(row['camera']):<12} frame {row['start_frame']:>6} "
+              f"{printable(row['source'])}")
+    if args.out:
+        print(f"subset manifest written to {printable(args.out)}")
+
+
+def _run_data(args: argparse.Namespace) -> int:
     from opendojo import data
+    from opendojo.errors import check_int, check_seed
+
+    if args.data_cmd == "synth":
+        seed = check_seed("--seed", args.seed)
+        out = data.synth(args.out, clips=args.clips, cameras=args.cameras, frames=args.frames,
+                         size=args.size, seed=seed, fps=args.fps, keyint=args.keyint)
+        print(f"wrote {args.clips} drives to {out}")
+    elif args.data_cmd == "ingest":
+        report = data.ingest(args.sources, args.out, workers=args.workers, clip_frames=args.clip_frames,
+                             require_labels=args.require_labels, tags=args.tag)
+        print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+        return 0 if report.ok else 1
+    elif args.data_cmd == "query":
+        check_int("--show", args.show, low=0)
+        _print_query(args, data.query(args.dataset, args.where, out=args.out))
+    else:
+        for key, value in data.stats(args.dataset).items():
+            print(f"{key:>20}: {value:,.4f}" if isinstance(value, float) else f"{key:>20}: {value:,}")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from opendojo.errors import EXIT_FAILURE, EXIT_USAGE, printable
 
     try:
-        if args.data_cmd == "synth":
-            out = data.synth(args.out, clips=args.clips, cameras=args.cameras, frames=args.frames,
-                             size=args.size, seed=args.seed, fps=args.fps, keyint=args.keyint)
-            print(f"wrote {args.clips} drives to {out}")
-        elif args.data_cmd == "ingest":
-            report = data.ingest(args.sources, args.out, workers=args.workers, clip_frames=args.clip_frames,
-                                 require_labels=args.require_labels, tags=args.tag)
-            print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
-            return 0 if report.ok else 1
-        elif args.data_cmd == "query":
-            table = data.query(args.dataset, args.where, out=args.out)
-            n_clips = len(set(table.column("clip_id").to_pylist()))
-            print(f"{table.num_rows} camera clips, {n_clips} clips match")
-            for row in table.slice(0, args.show).to_pylist():
-                print(f"  {row['clip_id']} {row['camera']:<12} frame {row['start_frame']:>6} {row['source']}")
-            if args.out:
-                print(f"subset manifest written to {args.out}")
-        else:
-            for key, value in data.stats(args.dataset).items():
-                print(f"{key:>20}: {value:,.4f}" if isinstance(value, float) else f"{key:>20}: {value:,}")
-    except (ValueError, FileNotFoundError) as e:
-        print(f"dojo data {args.data_cmd}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return _run_data(args)
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"dojo data {args.data_cmd}: error: {printable(e)}", file=sys.stderr)
+        # UsageError (a ValueError) and a missing dataset are the caller's mistake; ENOSPC, EACCES or a
+        # query timeout mean the run failed
+        return EXIT_USAGE if isinstance(e, ValueError | FileNotFoundError) else EXIT_FAILURE
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
@@ -149,7 +166,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=_cmd_data)
     q = ds.add_parser("query", help="select clips with an SQL WHERE clause; --out writes a subset manifest")
     q.add_argument("dataset")
-    q.add_argument("where", help='e.g. "speed_mean > 20 AND occupied_ahead > 0"')
+    q.add_argument("where", help='one boolean expression, e.g. "speed_mean > 20 AND occupied_ahead > 0"')
     q.add_argument("--out", help="subset manifest (Parquet) to write")
     q.add_argument("--show", type=int, default=10, help="rows to print")
     q.set_defaults(func=_cmd_data)

@@ -123,15 +123,15 @@ def test_resize_while_decoding(dataset):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"frames_per_clip": 0}, "frames_per_clip=0"),
+        ({"frames_per_clip": 0}, "frames_per_clip: got 0"),
         ({"frames_per_clip": 17}, "frames_per_clip=17"),
         ({"cameras": ["roof"]}, "cameras ['roof']"),
         ({"cameras": "front"}, "cameras='front'"),
-        ({"split": "test"}, "split='test'"),
+        ({"split": "test"}, "split: got 'test'"),
         ({"split": "eval", "eval_fraction": 1.5}, "eval_fraction=1.5"),
         ({"size": (63, 64)}, "size=(63, 64)"),
-        ({"batch_size": 0}, "batch_size=0"),
-        ({"rank": 2, "world_size": 2}, "rank=2"),
+        ({"batch_size": 0}, "batch_size: got 0"),
+        ({"rank": 2, "world_size": 2}, "rank: got 2; allowed: an integer in 0..1"),
     ],
 )
 def test_bad_arguments_are_refused_with_a_clear_message(dataset, kwargs, message):
@@ -169,7 +169,7 @@ def test_bad_resume_position_is_refused(dataset):
     ds = ClipDataset(dataset, frames_per_clip=16)
     with pytest.raises(ValueError, match=r"samples_seen'\]=99: must be an integer in \[0, 8\]"):
         ds.load_state_dict({"epoch": 0, "samples_seen": 99})
-    with pytest.raises(ValueError, match="epoch=-1"):
+    with pytest.raises(ValueError, match="epoch: got -1"):
         ds.set_epoch(-1)
 
 
@@ -207,7 +207,7 @@ def test_clip_loader_drop_last_length_and_epoch_follow_the_dataset(dataset):
 
 
 def test_clip_loader_refuses_a_bad_batch_size(dataset):
-    with pytest.raises(ValueError, match="batch_size=0: must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size: got 0; allowed: an integer ≥ 1"):
         ClipLoader(ClipDataset(dataset), batch_size=0)
 
 

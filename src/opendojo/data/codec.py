@@ -5,7 +5,7 @@
   (a clip can be cut there by copying packets, without re-encoding).
 * Decoding uses one codec thread and single-threaded RGB conversion: since PyAV 17 the conversion is
   multi-threaded by default, which halves throughput at small sizes when DataLoader workers already
-  use every core (PyAV issue #2200; figures in /work/shared/specs/video-data.md).
+  use every core (PyAV issue #2200; measured figures in docs/video-facts.md).
 """
 
 from __future__ import annotations
@@ -78,3 +78,24 @@ def decode_rgb(data: bytes, *, max_frames: int | None = None, size: tuple[int, i
     if n == 0:
         raise ValueError("clip decodes to no frames")
     return out[:n] if out is not None else np.stack(frames)
+
+
+def write_pattern_video(path: str, *, frames: int, height: int, width: int, fps: int = 30, keyint: int = 30,
+                        streams: int = 1) -> None:
+    """Write an MP4 of ``streams`` H.264 streams showing a diagonal pattern that pans 4 px per frame
+    (real motion for the encoder, like a camera file), with a keyframe every ``keyint`` frames. Used by
+    the ingest benchmark and the fault tests to make long camera files without rendering a scene."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = ((xx * 3 + yy * 2) % 256).astype(np.uint8)
+    chroma = np.full((height // 2, width), 128, np.uint8)
+    with open_output(path) as out:
+        sts = [add_h264_stream(out, fps=fps, height=height, width=width, keyint=keyint)
+               for _ in range(streams)]
+        for i in range(frames):
+            fr = av.VideoFrame.from_ndarray(np.concatenate([np.roll(base, 4 * i, axis=1), chroma]),
+                                            format="yuv420p")
+            for st in sts:
+                fr.pts = i
+                out.mux(st.encode(fr))
+        for st in sts:
+            out.mux(st.encode(None))

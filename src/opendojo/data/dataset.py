@@ -38,17 +38,12 @@ from opendojo.data.codec import decode_rgb
 from opendojo.data.index import dataset_root_of, load_index
 from opendojo.data.order import epoch_order, rank_positions, worker_positions
 from opendojo.data.shard import ShardReader, join
+from opendojo.errors import UsageError, check_choice, check_int, check_positive
 
 SPLITS = ("train", "eval")
 _COLUMNS = ("clip_id", "camera", "camera_index", "source", "source_sha256", "start_frame", "frames", "width",
             "height", "shard", "member", "data_offset", "data_bytes", "labels_member", "labels_offset",
             "labels_bytes")
-
-
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}={value!r}: must be a positive integer")
-    return int(value)
 
 
 def _dist_rank_world() -> tuple[int, int]:
@@ -65,8 +60,7 @@ def split_units(keys: list[str], split: str | None, eval_fraction: float) -> set
     units = sorted(set(keys))
     if split is None:
         return set(units)
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}: must be one of {SPLITS} or None")
+    check_choice("split", split, (*SPLITS, None))
     if not 0.0 < eval_fraction < 1.0:
         raise ValueError(f"eval_fraction={eval_fraction!r}: must be strictly between 0 and 1")
     if len(units) < 2:
@@ -80,6 +74,69 @@ def _content_order(item: tuple[str, dict[str, dict]]) -> tuple[str, int, str]:
     """Base order of clips: by source content hash, then time; independent of how the index was written."""
     row = next(iter(item[1].values()))
     return row["source_sha256"], row["start_frame"], item[0]
+
+
+def _index_rows(path_or_subset: str | os.PathLike | pa.Table) -> tuple[str, list[dict]]:
+    """``(dataset root, index rows with the columns ClipDataset uses)``; refuses an empty or old index."""
+    table = (path_or_subset if isinstance(path_or_subset, pa.Table)
+             else load_index(path_or_subset, columns=_COLUMNS))  # decode only the columns it uses
+    root = dataset_root_of(table)
+    if table.num_rows == 0:
+        raise ValueError(f"dataset {root!r}: the index (or subset) has no clips")
+    missing = sorted(set(_COLUMNS) - set(table.column_names))
+    if missing:
+        raise ValueError(f"index of {root!r} lacks columns {missing}: written by another OpenDojo "
+                         "version? Ingest the sources again")
+    return root, table.select(list(_COLUMNS)).to_pylist()
+
+
+def _choose_cameras(root: str, clips: dict[str, dict[str, dict]], rows: list[dict],
+                    cameras: list[str] | None) -> list[str]:
+    """``cameras`` checked, or by default those every clip has, in camera-index order."""
+    if cameras is None:
+        common = set.intersection(*(set(c) for c in clips.values()))
+        index_of = {r["camera"]: r["camera_index"] for r in rows}
+        cameras = sorted(common, key=lambda n: (index_of[n], n))
+        if not cameras:
+            raise ValueError(f"dataset {root!r}: no camera is present in every clip; pass cameras=[...]")
+    elif isinstance(cameras, str) or not cameras:
+        raise UsageError(f"cameras={cameras!r}: must be a non-empty list of camera names")
+    return list(cameras)
+
+
+def _refuse_label_mix(root: str, clips: dict[str, dict[str, dict]]) -> None:
+    """Refuse a dataset where some clips carry labels and others do not.
+
+    Why refuse instead of mixing: a batch holds one label dict for all its samples, so a mix either
+    drops the labels of the batch or fails at a random step when an unlabelled clip comes up. The
+    choice belongs to the user, and a query makes it in one line."""
+    labelled = sum(1 for c in clips.values() if next(iter(c.values()))["labels_member"])
+    if 0 < labelled < len(clips):
+        raise UsageError(
+            f"dataset {root!r}: {labelled} clips have labels and {len(clips) - labelled} have none; a batch "
+            "cannot mix them. Pick one kind with a subset, e.g. `dojo data query DATASET "
+            "\"labels_member IS NOT NULL\" --out labelled.parquet`")
+
+
+def _batch_of(frames: torch.Tensor, rest: list[dict], stamp: object) -> dict:
+    """A collated batch from its frames tensor and its samples' labels and origins."""
+    keys = rest[0]["labels"].keys()
+    odd = [r["clip_id"] for r in rest if r["labels"].keys() != keys]
+    if odd:  # sources with other label names: refuse rather than drop some labels silently
+        raise ValueError(f"clips {odd} have other label names than clip {rest[0]['clip_id']} "
+                         f"({sorted(keys)}); select sources with the same labels")
+    out = {
+        "frames": frames,
+        # numpy, not tensors: in a worker a tensor travels as one more shared-memory segment and
+        # file descriptor per label; these few kB are cheaper pickled (ClipLoader converts them)
+        "labels": {k: np.stack([r["labels"][k].numpy() for r in rest]) for k in keys},
+        "clip_id": [r["clip_id"] for r in rest],
+        "source": [r["source"] for r in rest],
+        "start_frame": np.array([r["start_frame"] for r in rest], dtype=np.int64),
+    }
+    if stamp is not None:
+        out[SLOT_KEY] = stamp
+    return out
 
 
 class ClipDataset(IterableDataset):
@@ -111,59 +168,22 @@ class ClipDataset(IterableDataset):
         world_size: int | None = None,
     ):
         super().__init__()
-        table = (path_or_subset if isinstance(path_or_subset, pa.Table)
-                 else load_index(path_or_subset, columns=_COLUMNS))  # decode only the columns it uses
-        self.root = dataset_root_of(table)
-        if table.num_rows == 0:
-            raise ValueError(f"dataset {self.root!r}: the index (or subset) has no clips")
         if size is not None:
             from opendojo.data.synth import check_size
 
             size = check_size(size)
-        if split_by not in ("source", "clip"):
-            raise ValueError(f"split_by={split_by!r}: must be 'source' or 'clip'")
+        check_choice("split_by", split_by, ("source", "clip"))
         self.size, self.seed, self.shuffle = size, int(seed), bool(shuffle)
-        self.batch_size = _positive("batch_size", batch_size)
-        missing = sorted(set(_COLUMNS) - set(table.column_names))
-        if missing:
-            raise ValueError(f"index of {self.root!r} lacks columns {missing}: written by another OpenDojo "
-                             "version? Ingest the sources again")
-        cols = table.select(list(_COLUMNS)).to_pylist()
+        self.batch_size = check_positive("batch_size", batch_size)
+        self.root, rows = _index_rows(path_or_subset)
         clips: dict[str, dict[str, dict]] = {}
-        for r in cols:
+        for r in rows:
             clips.setdefault(r["clip_id"], {})[r["camera"]] = r
-        keys = {
-            cid: (next(iter(c.values()))["source_sha256"] if split_by == "source" else cid)
-            for cid, c in clips.items()
-        }
-        chosen = split_units(list(keys.values()), split, eval_fraction)
-        if cameras is None:
-            common = set.intersection(*(set(c) for c in clips.values()))
-            index_of = {r["camera"]: r["camera_index"] for r in cols}
-            cameras = sorted(common, key=lambda n: (index_of[n], n))
-            if not cameras:
-                raise ValueError(
-                    f"dataset {self.root!r}: no camera is present in every clip; pass cameras=[...]"
-                )
-        elif isinstance(cameras, str) or not cameras:
-            raise ValueError(f"cameras={cameras!r}: must be a non-empty list of camera names")
-        self.cameras = list(cameras)
-        shortest = min(r["frames"] for r in cols)
-        self.frames_per_clip = (
-            shortest if frames_per_clip is None else _positive("frames_per_clip", frames_per_clip)
-        )
-        self._clips = [
-            [c[name] for name in self.cameras]
-            for cid, c in sorted(clips.items(), key=_content_order)
-            if keys[cid] in chosen
-            and all(name in c for name in self.cameras)
-            and min(c[name]["frames"] for name in self.cameras) >= self.frames_per_clip
-        ]
-        if not self._clips:
-            raise ValueError(
-                f"dataset {self.root!r}: no clip has cameras {self.cameras} with at least "
-                f"frames_per_clip={self.frames_per_clip} frames in split {split!r}"
-            )
+        self.cameras = _choose_cameras(self.root, clips, rows, cameras)
+        _refuse_label_mix(self.root, clips)
+        self.frames_per_clip = (min(r["frames"] for r in rows) if frames_per_clip is None
+                                else check_positive("frames_per_clip", frames_per_clip))
+        self._clips = self._select(clips, split, split_by, eval_fraction)
         self._windows = np.array([min(r["frames"] for r in c) // self.frames_per_clip for c in self._clips])
         self._rank, self._world = rank, world_size
         self.epoch = 0
@@ -172,13 +192,33 @@ class ClipDataset(IterableDataset):
         self._reader: ShardReader | None = None
         self._reader_pid = -1
 
+    def _select(self, clips: dict[str, dict[str, dict]], split: str | None, split_by: str,
+                eval_fraction: float) -> list[list[dict]]:
+        """The clips of ``split`` that have every chosen camera and enough frames, in content order;
+        each as its rows in ``self.cameras`` order."""
+        keys = {cid: (next(iter(c.values()))["source_sha256"] if split_by == "source" else cid)
+                for cid, c in clips.items()}
+        chosen = split_units(list(keys.values()), split, eval_fraction)
+        out = [
+            [c[name] for name in self.cameras]
+            for cid, c in sorted(clips.items(), key=_content_order)
+            if keys[cid] in chosen
+            and all(name in c for name in self.cameras)
+            and min(c[name]["frames"] for name in self.cameras) >= self.frames_per_clip
+        ]
+        if not out:
+            raise ValueError(
+                f"dataset {self.root!r}: no clip has cameras {self.cameras} with at least "
+                f"frames_per_clip={self.frames_per_clip} frames in split {split!r}"
+            )
+        return out
+
     # -- order ---------------------------------------------------------------------------------------
     def _rank_world(self) -> tuple[int, int]:
         r, w = _dist_rank_world()
         rank = r if self._rank is None else self._rank
         world = w if self._world is None else self._world
-        if not 0 <= rank < _positive("world_size", world):
-            raise ValueError(f"rank={rank!r}: must be in [0, world_size={world})")
+        check_int("rank", rank, low=0, high=check_positive("world_size", world) - 1)
         return rank, world
 
     @property
@@ -190,9 +230,7 @@ class ClipDataset(IterableDataset):
         return int(self._windows.sum()) // self._rank_world()[1]
 
     def set_epoch(self, epoch: int) -> None:
-        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
-            raise ValueError(f"epoch={epoch!r}: must be a non-negative integer")
-        self.epoch = int(epoch)
+        self.epoch = check_int("epoch", epoch, low=0)
 
     def state_dict(self, samples_seen: int | None = None) -> dict:
         """Where this rank is: ``samples_seen`` samples of epoch ``epoch`` consumed. Pass ``samples_seen``
@@ -354,18 +392,7 @@ class ClipDataset(IterableDataset):
                     batch[j].copy_(frames[:, win * t : (win + 1) * t])
                 rest.append(self._sample_rest(ci, win, labels))
             self._seen += len(rows)
-            out = {
-                "frames": batch,
-                # numpy, not tensors: in a worker a tensor travels as one more shared-memory segment and
-                # file descriptor per label; these few kB are cheaper pickled (ClipLoader converts them)
-                "labels": {k: np.stack([r["labels"][k].numpy() for r in rest]) for k in rest[0]["labels"]},
-                "clip_id": [r["clip_id"] for r in rest],
-                "source": [r["source"] for r in rest],
-                "start_frame": np.array([r["start_frame"] for r in rest], dtype=np.int64),
-            }
-            if stamp is not None:
-                out[SLOT_KEY] = stamp
-            yield out
+            yield _batch_of(batch, rest, stamp)
         if self._resume and self._resume[0] == self.epoch:
             self._resume = None
 

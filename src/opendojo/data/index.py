@@ -2,14 +2,14 @@
 
 One row per (clip, camera). A dataset is::
 
-    DATASET/shards/<writer>-<seq>.tar      clip members (see ``shard.py``)
-    DATASET/index/<writer>.parquet         the rows of every shard that writer has committed
+    DATASET/shards/src-<sha256[:24]>.tar     clip members of one source (see ``shard.py``, ``sourcejob.py``)
+    DATASET/index/src-<sha256[:24]>.parquet  their index rows
 
-Each ingest process writes under its own writer name and never touches another's files, so any
-number of processes on any number of machines can add to one dataset without coordination: a
-reader simply unions every fragment (``read_parquet('index/*.parquet')``). A writer's fragment is
-rewritten and renamed into place after each of its shards, so every visible row points at a complete
-shard, and a dataset has one fragment per ingest process, not one per shard.
+Each source is written under a name derived from its content and nothing else touches those files,
+so any number of processes on any number of machines can add to one dataset without coordination: a
+reader simply unions every fragment it lists in ``index/`` (never a glob: a dataset root may contain
+``[`` or ``*``). A fragment is renamed into place after its shard, so every visible row points at a
+complete shard.
 
 A *subset* (``query(..., out=PATH)``) is a single Parquet file of selected rows whose schema
 metadata names the dataset root: a manifest, no copy of the video.
@@ -18,12 +18,14 @@ metadata names the dataset root: a manifest, no copy of the video.
 from __future__ import annotations
 
 import os
-import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from opendojo.data.durable import is_local, write_atomic
+from opendojo.data.safesql import check_where, run_sql
 from opendojo.data.shard import join, url_to_fs
+from opendojo.errors import UsageError
 
 ROOT_KEY = b"opendojo.dataset"
 INDEX_VERSION = "v2"  # bump when the schema changes; part of cached synthetic dataset names
@@ -75,34 +77,12 @@ def write_index_table(table: pa.Table, file) -> None:
 
 
 def write_fragment(dataset: str, name: str, rows: list[dict]) -> str:
-    """Write ``rows`` as ``index/<name>.parquet`` (temp file + rename); returns its URL."""
+    """Write ``rows`` as ``index/<name>.parquet`` (temporary, fsync, rename); returns its URL."""
     fs, root = url_to_fs(dataset)
     directory = join(root, "index")
     fs.makedirs(directory, exist_ok=True)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    final, tmp = join(directory, name + ".parquet"), join(directory, f".{name}.parquet.tmp")
-    with fs.open(tmp, "wb") as f:
-        write_index_table(table, f)
-    fs.mv(tmp, final)
-    return final
-
-
-_CONNECTIONS: dict[int, object] = {}
-
-
-def _connect(url: str):
-    """This process's DuckDB connection (opening one costs ~30 ms, more than a typical query), with the
-    URL's fsspec filesystem registered when it is not local. Callers get a fresh cursor."""
-    import duckdb
-
-    con = _CONNECTIONS.get(os.getpid())
-    if con is None:
-        con = _CONNECTIONS[os.getpid()] = duckdb.connect()
-    fs, _ = url_to_fs(url)
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    if protocol not in ("file", "local") and not con.filesystem_is_registered(protocol):
-        con.register_filesystem(fs)  # DuckDB reads through fsspec for non-local URLs
-    return con.cursor()
+    return write_atomic(fs, join(directory, name + ".parquet"), lambda f: write_index_table(table, f))
 
 
 def resolve(dataset: str | os.PathLike) -> tuple[str, str]:
@@ -120,138 +100,131 @@ def resolve(dataset: str | os.PathLike) -> tuple[str, str]:
     return "dataset", url
 
 
-def _index_sql(kind: str, url: str) -> str:
-    fs, p = url_to_fs(url)
-    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    prefix = "" if proto in ("file", "local") else f"{proto}://"
-    target = prefix + (p if kind == "manifest" else join(p, "index", "*.parquet"))
-    return f"read_parquet('{target.replace(chr(39), chr(39) * 2)}', union_by_name = true)"
+def fragments(dataset: str) -> list[str]:
+    """The published fragment paths of a dataset, listed (never globbed: a root may contain ``[``, ``*``)."""
+    fs, root = url_to_fs(dataset)
+    entries = fs.ls(join(root, "index"), detail=True)
+    names = [e["name"].rsplit("/", 1)[-1] for e in entries if e["type"] == "file"]
+    return sorted(join(root, "index", n) for n in names if n.endswith(".parquet") and not n.startswith("."))
 
 
-def _source(dataset: str | os.PathLike) -> tuple[str, str, str | None]:
-    """``(url, dataset root, FROM-clause table expression)``; the expression is None for an empty dataset."""
+def _files(dataset: str | os.PathLike) -> tuple[str, str, list[str]]:
+    """``(url, dataset root, index files)`` of a dataset or a subset manifest."""
     kind, url = resolve(dataset)
     if kind == "dataset":
-        fs, p = url_to_fs(url)
-        return url, url, (_index_sql(kind, url) if fs.glob(join(p, "index", "*.parquet")) else None)
+        return url, url, fragments(url)
+    fs, p = url_to_fs(url)
     try:
-        fs, p = url_to_fs(url)
         with fs.open(p, "rb") as f:
             meta = pq.read_schema(f).metadata or {}
     except (pa.ArrowInvalid, OSError) as e:
         raise ValueError(f"index {url!r} does not parse as Parquet ({e})") from e
     if ROOT_KEY not in meta:
         raise ValueError(f"manifest {url!r} has no {ROOT_KEY.decode()!r} metadata: not an OpenDojo subset")
-    return url, meta[ROOT_KEY].decode(), _index_sql(kind, url)
+    return url, meta[ROOT_KEY].decode(), [p]
 
 
-def _run(url: str, sql: str, where_sql: str | None = None, *, arrow: bool = True, columns=None):
-    """Run ``sql`` with DuckDB, turning its errors into ``ValueError``s that name the clause or index."""
-    import duckdb
+def _read_rows(dataset: str | os.PathLike, columns: list[str]) -> tuple[pa.Table | list[str], str, str]:
+    """``(rows, dataset root, index name)``: for a local index the absolute paths of its files (DuckDB
+    reads them, faster than pyarrow); otherwise a table of ``columns`` read by pyarrow through fsspec,
+    with columns a fragment lacks (an older writer) null."""
+    import pyarrow.dataset as pds
 
-    what = f"where_sql={where_sql!r}" + ("" if columns is None else f" with columns={list(columns)!r}")
-    con = _connect(url)
+    url, root, files = _files(dataset)
+    fs, _ = url_to_fs(url)
+    name = f"index of {url!r}"
+    if files and is_local(fs):
+        return [os.path.abspath(f) for f in files], root, name
+    if not files:
+        return pa.schema([SCHEMA.field(c) for c in columns]).empty_table(), root, name
     try:
-        return con.sql(sql).to_arrow_table() if arrow else con.execute(sql).fetchone()
-    except duckdb.ParserException as e:
-        raise ValueError(f"{what} is not valid SQL: {e}") from e
-    except duckdb.BinderException as e:
-        raise ValueError(f"{what} names an unknown column or type: {e}") from e
-    except (duckdb.InvalidInputException, duckdb.IOException) as e:
-        raise ValueError(f"index of {url!r} does not parse: {e}") from e
-    finally:
-        con.close()
+        ds = pds.dataset(files, schema=SCHEMA, format="parquet", filesystem=fs)
+        return ds.to_table(columns=columns), root, name
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+        raise ValueError(f"{name} does not parse: {e}") from e
 
 
-def _select_list(columns: list[str] | tuple[str, ...] | None) -> str:
-    """The SELECT list for ``columns`` (None: every column), identifiers quoted for DuckDB."""
+def _select_list(columns: list[str] | tuple[str, ...] | None) -> list[str]:
+    """The columns asked for (None: every column); unknown names are refused."""
     if columns is None:
-        return "*"
+        return list(SCHEMA.names)
     ok = isinstance(columns, list | tuple) and columns and all(isinstance(c, str) and c for c in columns)
     if not ok:
-        raise ValueError(f"columns={columns!r}: must be None or a non-empty list of column names")
-    return ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+        raise UsageError(f"columns={columns!r}: must be None or a non-empty list of column names")
+    unknown = [c for c in columns if c not in SCHEMA.names]
+    if unknown:
+        raise UsageError(f"columns={list(columns)!r} names an unknown column {unknown}; "
+                         f"known: {SCHEMA.names}")
+    return list(columns)
 
 
 def load_index(dataset: str | os.PathLike, where_sql: str | None = None, *,
                columns: list[str] | tuple[str, ...] | None = None) -> pa.Table:
-    """All index rows of a dataset or manifest (optionally filtered by ``where_sql``), ordered by
-    ``(clip_id, camera_index)``, with the dataset root URL in the schema metadata. ``columns``: only
-    these columns, in this order (default: all of ``SCHEMA``)."""
-    ok = where_sql is None or (isinstance(where_sql, str) and where_sql.strip() and ";" not in where_sql)
-    if not ok:
-        raise ValueError(f"where_sql={where_sql!r}: must be one non-empty SQL boolean expression (no ';')")
+    """All index rows of a dataset or manifest (optionally filtered by ``where_sql``, one boolean
+    expression run on the locked connection of ``safesql``), ordered by ``(clip_id, camera_index)``,
+    with the dataset root URL in the schema metadata. ``columns``: only these, in this order."""
     select = _select_list(columns)
-    url, root, source = _source(dataset)
-    if source is None:
-        table = SCHEMA.empty_table()
-        if columns is not None:
-            unknown = [c for c in columns if c not in SCHEMA.names]
-            if unknown:
-                raise ValueError(f"columns={list(columns)!r}: unknown {unknown}; known: {SCHEMA.names}")
-            table = table.select(list(columns))
-    else:
-        where = f" WHERE ({where_sql})" if where_sql is not None else ""
-        sql = f"SELECT {select} FROM {source}{where} ORDER BY clip_id, camera_index"
-        table = _run(url, sql, where_sql, columns=columns)
-    return table.replace_schema_metadata({ROOT_KEY: root.encode()})
+    named = set(check_where(where_sql)) if where_sql is not None else set()
+    needed = [c for c in SCHEMA.names if c in named | set(select) | {"clip_id", "camera_index"}]
+    rows, root, name = _read_rows(dataset, needed)
+    quoted = ", ".join('"' + c + '"' for c in select)
+
+    def build(rel):
+        if where_sql is not None:
+            rel = rel.filter(where_sql)
+        return rel.order("clip_id, camera_index").select(quoted)
+
+    out = run_sql(rows, build, f"where_sql={where_sql!r}", name)
+    return out.replace_schema_metadata({ROOT_KEY: root.encode()})
 
 
 def query(dataset: str | os.PathLike, where_sql: str, out: str | os.PathLike | None = None, *,
           columns: list[str] | tuple[str, ...] | None = None) -> pa.Table:
     """Rows of ``dataset`` matching the SQL boolean expression ``where_sql``, e.g.
     ``"speed_mean > 20 AND occupied_ahead > 0"``, ordered by ``(clip_id, camera_index)``. With ``out``,
-    also write them as a subset manifest (Parquet, atomically) that ``ClipDataset`` and ``stats``
-    accept like a dataset. Rows are per camera, so ``camera = 'front'`` keeps only front-camera rows,
-    and ``ClipDataset`` then streams the cameras present in every selected clip.
+    also write them as a subset manifest (Parquet; temporary, fsync, rename, so concurrent queries
+    writing one ``out`` never mix) that ``ClipDataset`` and ``stats`` accept like a dataset. Rows are
+    per camera, so ``camera = 'front'`` keeps only front-camera rows, and ``ClipDataset`` then streams
+    the cameras present in every selected clip.
 
-    ``columns``: return only these columns (default: all). Faster when few rows of a large index
-    match, since every column asked for is decoded over the whole index (1M rows, 16 K matches: about
-    half the CPU time for ``["clip_id", "camera"]``; ``benchmarks/index_query.py``). A manifest needs
-    every column, so ``columns`` cannot be combined with ``out``."""
+    ``columns``: return only these columns (default: all); faster when few rows of a large index
+    match (``benchmarks/index_query.py``). A manifest needs every column, so not with ``out``.
+    ``where_sql`` is refused unless it is one boolean expression (``safesql.check_where``)."""
     if out is not None and columns is not None:
-        raise ValueError(f"columns={columns!r} with out={str(out)!r}: a subset manifest holds every column; "
+        raise UsageError(f"columns={columns!r} with out={str(out)!r}: a subset manifest holds every column; "
                          "pass one or the other")
     table = load_index(dataset, where_sql, columns=columns)
     if out is not None:
         fs, p = url_to_fs(str(out))
         parent = p.rsplit("/", 1)[0] if "/" in p else "."
         fs.makedirs(parent, exist_ok=True)
-        tmp = p + ".tmp"
-        with fs.open(tmp, "wb") as f:
-            write_index_table(table, f)
-        fs.mv(tmp, p)
+        write_atomic(fs, p, lambda f: write_index_table(table, f))
     return table
 
 
 _STATS_KEYS = ("clips", "camera_streams", "sources", "shards", "frames", "video_hours", "drive_hours",
                "video_bytes", "label_bytes", "cameras", "reencoded_fraction")
+_STATS_SQL = """
+    WITH c AS (SELECT max(duration_s) AS d, max(labels_bytes) AS lb FROM t GROUP BY clip_id)
+    SELECT count(DISTINCT clip_id), count(*), count(DISTINCT source_sha256), count(DISTINCT shard),
+           coalesce(sum(frames), 0)::BIGINT, coalesce(sum(duration_s), 0) / 3600,
+           coalesce((SELECT sum(d) FROM c), 0) / 3600, coalesce(sum(data_bytes), 0)::BIGINT,
+           coalesce((SELECT sum(lb) FROM c), 0)::BIGINT, count(DISTINCT camera),
+           coalesce(avg(reencoded::INT), 0)::DOUBLE
+    FROM t"""
 
 
 def stats(dataset: str | os.PathLike) -> dict[str, float | int]:
     """Counts and sizes: clips, camera streams, sources, shards, frames, hours (camera-video and drive),
     bytes. Hours of drive count each clip once; hours of video count every camera."""
-    url, _, source = _source(dataset)
-    if source is None:
+    cols = ["clip_id", "camera", "source_sha256", "frames", "duration_s", "reencoded", "shard", "data_bytes",
+            "labels_bytes"]
+    rows, _, name = _read_rows(dataset, [c for c in SCHEMA.names if c in cols])
+    if isinstance(rows, pa.Table) and rows.num_rows == 0:
         return dict.fromkeys(_STATS_KEYS, 0)
-    row = _run(url, f"""
-        WITH t AS (SELECT * FROM {source}),
-             c AS (SELECT max(duration_s) AS d, max(labels_bytes) AS lb FROM t GROUP BY clip_id)
-        SELECT count(DISTINCT clip_id), count(*), count(DISTINCT source_sha256), count(DISTINCT shard),
-               coalesce(sum(frames), 0), coalesce(sum(duration_s), 0) / 3600,
-               coalesce((SELECT sum(d) FROM c), 0) / 3600, coalesce(sum(data_bytes), 0),
-               coalesce((SELECT sum(lb) FROM c), 0), count(DISTINCT camera), coalesce(avg(reencoded::INT), 0)
-        FROM t""", arrow=False)
-    return dict(zip(_STATS_KEYS, row, strict=True))
-
-
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def safe_writer_name(name: str) -> str:
-    """A writer name usable in file names: ``[A-Za-z0-9_.-]``, no leading dot."""
-    cleaned = _SAFE_NAME.sub("_", str(name)).lstrip(".") or "writer"
-    return cleaned[:48]
+    table = run_sql(rows, lambda rel: rel.query("t", _STATS_SQL), f"stats of {str(dataset)!r}", name)
+    row = table.to_pylist()[0]
+    return dict(zip(_STATS_KEYS, row.values(), strict=True))
 
 
 def dataset_root_of(table: pa.Table) -> str:

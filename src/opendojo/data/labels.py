@@ -106,8 +106,27 @@ def write_sidecar(path: Path, labels: dict[str, np.ndarray], *, fps: float, came
     tmp.replace(path)
 
 
+def check_label(name: str, a: np.ndarray, frames: int | None = None) -> str | None:
+    """Why label ``name`` cannot be stored (``None`` if it can): a reserved or empty name, no rows, fewer
+    rows than ``frames``, a per-frame shape other than ``LABEL_SCHEMA``'s, or a NaN/infinite value."""
+    if not name or name.startswith("__") or not name.isprintable():
+        return f"label name {name!r} is empty, unprintable or reserved (names starting with '__')"
+    if a.ndim == 0:
+        return f"label {name!r} is a scalar, expected one row per frame"
+    if len(a) == 0 or a.size == 0:
+        return f"label {name!r} has no values (shape {list(a.shape)})"
+    if frames is not None and len(a) < frames:
+        return f"label {name!r} has {len(a)} rows but the video has {frames} frames"
+    if name in LABEL_SCHEMA and a.shape[1:] != LABEL_SCHEMA[name][1]:
+        return f"label {name!r} has rows of shape {list(a.shape[1:])}, expected {list(LABEL_SCHEMA[name][1])}"
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        return f"label {name!r} holds NaN or infinite values"
+    return None
+
+
 def read_sidecar(path: Path, *, frames: int | None = None) -> dict[str, np.ndarray]:
-    """Read a JSON sidecar; ``ValueError`` naming the file if it does not parse or has < ``frames`` rows."""
+    """Read a JSON sidecar; ``ValueError`` naming the file if it does not parse or a label fails
+    ``check_label`` (fewer than ``frames`` rows, empty, mis-shaped, reserved name, NaN)."""
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -119,10 +138,7 @@ def read_sidecar(path: Path, *, frames: int | None = None) -> dict[str, np.ndarr
     except (ValueError, TypeError) as e:
         raise ValueError(f"label sidecar {path}: {e}") from e
     for name, a in labels.items():
-        if a.ndim == 0:
-            raise ValueError(f"label sidecar {path}: label {name!r} is a scalar, expected one row per frame")
-        if frames is not None and len(a) < frames:
-            raise ValueError(
-                f"label sidecar {path}: label {name!r} has {len(a)} rows but the video has {frames} frames"
-            )
+        reason = check_label(name, a, frames)
+        if reason:
+            raise ValueError(f"label sidecar {path}: {reason}")
     return labels

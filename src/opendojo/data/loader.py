@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from opendojo.data.batchpool import SLOT_KEY, BatchBuffers, ReleaseTracker, new_release_table
 from opendojo.data.dataset import ClipDataset
+from opendojo.errors import check_positive
 
 
 def _as_is(batch: dict) -> dict:
@@ -69,9 +70,7 @@ class ClipLoader(DataLoader):
             raise TypeError(f"dataset: expected a ClipDataset, got {type(dataset).__name__}")
         if kwargs.get("shuffle"):
             raise ValueError("shuffle=True: ClipDataset orders itself by (seed, epoch); leave it off")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r}: must be a positive integer")
-        dataset.batch_size = int(batch_size)
+        dataset.batch_size = check_positive("batch_size", batch_size)
         self.clips = dataset
         self._tracker: ReleaseTracker | None = None
         if kwargs.get("collate_fn", collate_clips) is collate_clips:

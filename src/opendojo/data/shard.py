@@ -16,9 +16,10 @@ from __future__ import annotations
 import io
 import posixpath
 import tarfile
-import uuid
 
 import fsspec
+
+from opendojo.data.durable import publish, remove_quietly, temp_name
 
 HEADER_BYTES = tarfile.BLOCKSIZE
 
@@ -56,7 +57,8 @@ def join(root: str, *parts: str) -> str:
 
 
 class ShardWriter:
-    """Write members to ``<dir>/<name>.tar`` atomically: a hidden temp file renamed on ``commit()``.
+    """Write members to ``<dir>/<name>.tar`` atomically: a hidden temp file, fsynced and renamed
+    on ``commit()``.
 
     ``add()`` returns the member's data offset and size in bytes, the two numbers the index stores.
     Until ``commit()`` nothing under the final name exists, so a crash never leaves a half shard visible.
@@ -66,7 +68,7 @@ class ShardWriter:
         check_member_name(name + ".tar", where="shard name")
         self.fs, self.name = fs, name
         self.final = join(directory, name + ".tar")
-        self.tmp = join(directory, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+        self.tmp = temp_name(directory, name + ".tar")
         fs.makedirs(directory, exist_ok=True)
         self._file = fs.open(self.tmp, "wb")
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
@@ -83,18 +85,23 @@ class ShardWriter:
         return offset, len(data)
 
     def commit(self) -> str:
-        self._tar.close()
-        self._file.close()
-        self.fs.mv(self.tmp, self.final)
-        return self.final
-
-    def abort(self) -> None:
         try:
             self._tar.close()
             self._file.close()
+            return publish(self.fs, self.tmp, self.final)
+        except BaseException:  # a full disk shows up here, at the last flush: leave nothing behind
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the shard: nothing appears under the final name, the temporary is removed."""
+        try:
+            self._tar.close()
+            self._file.close()
+        except OSError:
+            pass  # e.g. ENOSPC again while flushing: the temporary goes anyway
         finally:
-            if self.fs.exists(self.tmp):
-                self.fs.rm(self.tmp)
+            remove_quietly(self.fs, self.tmp)
 
 
 class ShardReader:
