@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: demo test test-slow lint bench install clean screenshot
+.PHONY: demo test test-slow lint bench install clean screenshot system-packages dashboard-screenshot
 
 $(STAMP): pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,6 +18,14 @@ $(STAMP): pyproject.toml setup.py Makefile
 	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) $(TORCH)
 	$(BIN)/pip install --quiet -e '.[test,cluster]'
 	touch $(STAMP)
+
+# Debian packages the service's tests start for real: chromium + chromedriver (dashboard, Selenium) and
+# PostgreSQL (initdb + pg_ctl in a temp dir). Installed only when missing; needs root, as on CI.
+system-packages:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
 
 install: $(STAMP)
 
@@ -27,10 +35,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-test: $(STAMP) lint
+test: $(STAMP) lint system-packages
 	$(BIN)/pytest -q -n 2
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) system-packages
 	$(BIN)/pytest -q -m slow -p no:cacheprovider
 
 bench: $(STAMP)
@@ -44,6 +52,11 @@ screenshot:
 	  --disable-background-networking --disable-component-update --disable-sync \
 	  --user-data-dir="$$(mktemp -d)" --hide-scrollbars --window-size=1280,2400 \
 	  --screenshot=docs/report-screenshot.png "file://$(CURDIR)/runs/demo/report.html"
+
+# The README's dashboard screenshot: the browser test saves the job page while its job runs.
+dashboard-screenshot: $(STAMP) system-packages
+	DOJO_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard-screenshot.png $(BIN)/pytest -q -p no:cacheprovider \
+	  -m slow tests/service/test_dashboard_browser.py -k real_browser
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -123,7 +123,7 @@ def _print_query(args: argparse.Namespace, table) -> None:
 
 def _run_data(args: argparse.Namespace) -> int:
     from opendojo import data
-    from opendojo.errors import check_int, check_seed
+    from opendojo.errors import UsageError, check_int, check_seed
 
     if args.data_cmd == "synth":
         seed = check_seed("--seed", args.seed)
@@ -131,8 +131,11 @@ def _run_data(args: argparse.Namespace) -> int:
                          size=args.size, seed=seed, fps=args.fps, keyint=args.keyint)
         print(f"wrote {args.clips} drives to {out}")
     elif args.data_cmd == "ingest":
+        if args.engine == "ray" and not args.ray_address:
+            raise UsageError("--ray-address: required with --engine ray (the head's HOST:6379)")
         report = data.ingest(args.sources, args.out, workers=args.workers, clip_frames=args.clip_frames,
-                             require_labels=args.require_labels, tags=args.tag)
+                             require_labels=args.require_labels, tags=args.tag,
+                             ray_address=args.ray_address if args.engine == "ray" else None)
         print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
         return 0 if report.ok else 1
     elif args.data_cmd == "query":
@@ -174,6 +177,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     i.add_argument("sources", nargs="+", help="video files or folders")
     i.add_argument("--out", required=True, help="dataset folder or fsspec URL")
     i.add_argument("--workers", type=int, default=1)
+    i.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local processes (--workers) or Ray tasks on a cluster (--ray-address)")
+    i.add_argument("--ray-address", default=None, help="with --engine ray: the Ray head's HOST:6379")
     i.add_argument("--clip-frames", type=int, default=16)
     i.add_argument("--require-labels", action="store_true", help="a video without a JSON sidecar fails")
     i.add_argument("--tag", action="append", default=[], help="tag every ingested clip (repeatable)")

@@ -54,6 +54,7 @@ class Service:
     slots: int
     grace: float = 120.0
     db: str | None = None  # None: the default SQLite file in data_dir
+    extra: tuple[str, ...] = ()  # more `dojo serve` arguments (e.g. --executor ray --ray-address URL)
     port: int = 0
     proc: subprocess.Popen | None = None
     tokens: dict[str, str] = field(default_factory=dict)
@@ -66,7 +67,7 @@ class Service:
         self.port = free_port()
         log = open(self.data_dir.parent / "serve.log", "ab")  # noqa: SIM115
         argv = [*DOJO, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-                "--slots", str(self.slots), "--grace", str(self.grace), *self.db_args()]
+                "--slots", str(self.slots), "--grace", str(self.grace), *self.db_args(), *self.extra]
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -169,11 +169,18 @@ def _hash_all(files: list[Path], workers: int, known: set[str], report: IngestRe
     return todo
 
 
-def _cut_all(jobs: list[SourceJob], workers: int, report: IngestReport, progress: bool) -> None:
-    """Run every job; on an interrupt, the jobs not finished are reported as failed and it re-raises."""
+def _cut_all(jobs: list[SourceJob], workers: int, report: IngestReport, progress: bool,
+             ray_address: str | None = None) -> None:
+    """Run every job (as Ray tasks with ``ray_address``); on an interrupt, the jobs not finished are
+    reported as failed and it re-raises."""
     done: set[str] = set()
     bar = tqdm(total=len(jobs), desc="ingest", unit="file", disable=not progress)
-    runs = engine.run(ingest_source, jobs, workers)
+    if ray_address:
+        from opendojo.data.ray_engine import run_ray  # Ray is the `cluster` extra
+
+        runs = run_ray(ingest_source, jobs, ray_address)
+    else:
+        runs = engine.run(ingest_source, jobs, workers)
     try:
         for job, result, error in runs:
             report.add(result if error is None else SourceResult(job.path, error))
@@ -202,11 +209,14 @@ def ingest(
     require_labels: bool = False,
     tags: list[str] | None = None,
     progress: bool = True,
+    ray_address: str | None = None,
 ) -> IngestReport:
     """Ingest video files and folders (searched recursively for video extensions) into ``dataset_dir``.
 
     ``clip_frames``: frames per stored clip (make it the training clip length, or a multiple of it).
     ``require_labels``: a video without its JSON sidecar is a failure instead of an unlabelled source.
+    ``ray_address``: cut the files as Ray tasks on that cluster (``HOST:6379``) instead of ``workers``
+    local processes; the dataset must be on storage every node sees. The dataset is the same either way.
     Returns an ``IngestReport``; bad sources are listed there, never raised. Ctrl-C stops the run and
     returns the report with ``interrupted`` set (the files not finished listed as failures). Raises
     ``UsageError`` for bad arguments and ``OSError`` when the dataset folder cannot be created.
@@ -227,7 +237,7 @@ def ingest(
     todo = _hash_all(files, workers, known, report)
     tags = tuple(tags or ())
     jobs = [SourceJob(dataset, path, sha, clip_frames, require_labels, tags) for path, sha in todo]
-    _cut_all(jobs, workers, report, progress)
+    _cut_all(jobs, workers, report, progress, ray_address)
     _sweep(dataset)
     report.ingested.sort()
     report.failures.sort(key=lambda f: f.path)

@@ -107,6 +107,9 @@ def create_app(state: ServiceState, *, run_dispatcher: bool = True) -> FastAPI:
     app.state.service = state
     _install_errors(app)
     _add_routes(app, state)
+    from opendojo.service.dashboard import mount_dashboard  # the web dashboard at /
+
+    mount_dashboard(app, state)
     return app
 
 
@@ -123,12 +126,19 @@ def _caller(request: Request) -> Caller:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "authorization", "authorization: missing; send 'Authorization: Bearer TOKEN'")
+    caller = caller_of(state, token)
+    if caller is None:
+        raise ApiError(401, "authorization", "authorization: unknown, rotated or disabled token")
+    return caller
+
+
+def caller_of(state: ServiceState, token: str) -> Caller | None:
+    """Who ``token`` is (the admin or an enabled tenant), or None; the API and the dashboard's cookie
+    both come here."""
     if hmac.compare_digest(token.encode(), state.admin_token.encode()):
         return Caller(None, admin=True)
     tenant = state.store.tenant_for_token(token)
-    if tenant is None:
-        raise ApiError(401, "authorization", "authorization: unknown, rotated or disabled token")
-    return Caller(tenant)
+    return None if tenant is None else Caller(tenant)
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]

@@ -35,7 +35,10 @@ def _add_serve(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8700)
     p.add_argument("--slots", type=int, default=1, help="jobs that run at once")
-    p.add_argument("--executor", default="local", help="where jobs run: local")
+    p.add_argument("--executor", default="local", help="where jobs run: local (processes here) or ray")
+    p.add_argument("--ray-address", default=None,
+                   help="with --executor ray: the Ray head's job API, e.g. http://HEAD:8265 "
+                        "(default $RAY_ADDRESS)")
     p.add_argument("--grace", type=float, default=120.0, help="seconds from SIGTERM to SIGKILL of a job")
     p.set_defaults(func=_guard(_cmd_serve))
 
@@ -140,7 +143,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not args.grace > 0:
         raise UsageError(f"--grace: got {args.grace}; allowed: seconds > 0")
     serve(data_dir_of(args.data_dir), db=args.db, host=args.host, port=args.port, slots=args.slots,
-          executor=args.executor, grace_s=args.grace)
+          executor=args.executor, grace_s=args.grace, ray_address=args.ray_address)
     return 0
 
 

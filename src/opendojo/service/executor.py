@@ -24,7 +24,7 @@ from opendojo.service.procs import is_alive, process_start_ticks
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,10 @@ class LocalExecutor:
             return json.dumps(ref)
 
 
-def make_executor(name: str) -> Executor:
+def make_executor(name: str, *, ray_address: str | None = None, grace_s: float = 120.0) -> Executor:
     check_choice("--executor", name, EXECUTORS)
     if name == "local":
         return LocalExecutor()
-    raise AssertionError(name)
+    from opendojo.service.ray_executor import RayExecutor  # Ray is the `cluster` extra
+
+    return RayExecutor(ray_address or os.environ.get("RAY_ADDRESS", ""), grace_s)

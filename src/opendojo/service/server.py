@@ -37,20 +37,21 @@ def _hold_lock(data_dir: Path):
 
 
 def build_state(data_dir: Path, db: str | None, slots: int, executor: str,
-                grace_s: float = DEFAULT_GRACE_S) -> ServiceState:
+                grace_s: float = DEFAULT_GRACE_S, ray_address: str | None = None) -> ServiceState:
     store = open_store(db or default_url(data_dir))
-    dispatcher = Dispatcher(store, make_executor(executor), data_dir, slots=slots, grace_s=grace_s)
+    runner = make_executor(executor, ray_address=ray_address, grace_s=grace_s)
+    dispatcher = Dispatcher(store, runner, data_dir, slots=slots, grace_s=grace_s)
     return ServiceState(store, dispatcher, admin_token(data_dir), executor)
 
 
 def serve(data_dir: Path, *, db: str | None, host: str, port: int, slots: int, executor: str,
-          grace_s: float = DEFAULT_GRACE_S) -> None:
+          grace_s: float = DEFAULT_GRACE_S, ray_address: str | None = None) -> None:
     """Run the service until interrupted (SIGINT/SIGTERM stop the server; jobs keep running)."""
     import uvicorn
 
     # SQLite: one server per folder. PostgreSQL: replicas may share the folder and the queue (row locks).
     lock = _hold_lock(data_dir) if not (db or "").startswith("postgresql") else None
-    state = build_state(data_dir, db, slots, executor, grace_s)
+    state = build_state(data_dir, db, slots, executor, grace_s, ray_address)
     log.warning("dojo serve: http://%s:%d (data %s, %d slot(s), executor %s; admin token in %s)",
                 host, port, data_dir, slots, executor, data_dir / "admin.token")
     uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False)
