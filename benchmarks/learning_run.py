@@ -6,7 +6,7 @@ the training mean speed (target ratio <= 0.5), ADE vs driving straight on at tha
 occupancy IoU vs calling every cell occupied (target >= 0.22 absolute). Also prints the machine load,
 since samples/s on a shared machine says more about the neighbours than about the code.
 
-    .venv/bin/python benchmarks/learning_run.py --out /tmp/runs/x train.steps=300 loss.speed=0.5
+    .venv/bin/python benchmarks/learning_run.py --out runs/levers-e train.steps=300 loss.speed=0.5
 """
 
 from __future__ import annotations

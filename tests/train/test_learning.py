@@ -25,7 +25,7 @@ def test_tiny_network_beats_the_mean_speed_and_all_occupied_baselines(tmp_path):
             f"data.cache_dir='{tmp_path / 'cache'}'",
             "data.cameras=2",
             "data.synthetic_clips=96",
-            "train.steps=300",
+            "train.steps=400",
             "train.eval_every=0",
             "train.checkpoint_every=0",
             "train.eval_batches=8",
