@@ -106,16 +106,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _abandoned(name: str, mtime: float | None) -> bool:
-    """True for a temporary whose writer is gone: on this host with a dead pid, or older than a day."""
+def _abandoned(name: str, mtime: float | None, own: bool) -> bool:
+    """True for a temporary whose writer is gone: on this host with a dead pid (or this very process,
+    when ``own``), or older than a day."""
     parts = name[: -len(TMP_SUFFIX)].split("~")
     if len(parts) >= 4 and parts[-3] == _host() and parts[-2].isdigit():
-        return not _pid_alive(int(parts[-2]))
+        pid = int(parts[-2])
+        return (own and pid == os.getpid()) or not _pid_alive(pid)
     return mtime is not None and time.time() - mtime > STALE_AFTER_S
 
 
-def sweep_temporaries(fs: fsspec.AbstractFileSystem, directory: str) -> list[str]:
-    """Remove the temporaries in ``directory`` that dead writers left behind; returns their paths."""
+def sweep_temporaries(fs: fsspec.AbstractFileSystem, directory: str, *, own: bool = False) -> list[str]:
+    """Remove the temporaries in ``directory`` that dead writers left behind; returns their paths.
+
+    ``own=True`` also removes this process's own: for a caller that has finished writing there (an
+    interrupt can land between a writer's creating its temporary and its cleanup handler)."""
     try:
         entries = fs.ls(directory, detail=True)
     except FileNotFoundError:
@@ -126,7 +131,7 @@ def sweep_temporaries(fs: fsspec.AbstractFileSystem, directory: str) -> list[str
         if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
             continue
         mtime = entry.get("mtime") or entry.get("created")
-        if _abandoned(name, mtime if isinstance(mtime, int | float) else None):
+        if _abandoned(name, mtime if isinstance(mtime, int | float) else None, own):
             remove_quietly(fs, entry["name"])
             removed.append(entry["name"])
     if removed:

@@ -194,10 +194,10 @@ def _cut_all(jobs: list[SourceJob], workers: int, report: IngestReport, progress
         bar.close()
 
 
-def _sweep(dataset: str) -> None:
+def _sweep(dataset: str, *, own: bool = False) -> None:
     fs, root = url_to_fs(dataset)
     for sub in ("shards", "index"):
-        sweep_temporaries(fs, join(root, sub))
+        sweep_temporaries(fs, join(root, sub), own=own)
 
 
 def ingest(
@@ -238,7 +238,7 @@ def ingest(
     tags = tuple(tags or ())
     jobs = [SourceJob(dataset, path, sha, clip_frames, require_labels, tags) for path, sha in todo]
     _cut_all(jobs, workers, report, progress, ray_address)
-    _sweep(dataset)
+    _sweep(dataset, own=True)  # the inline engine's writers ran in this process; none is writing now
     report.ingested.sort()
     report.failures.sort(key=lambda f: f.path)
     return report
