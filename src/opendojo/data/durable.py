@@ -34,9 +34,22 @@ def _host() -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
 
 
+#: The temporaries this process named and has neither published nor removed yet.
+_UNFINISHED: set[str] = set()
+
+
 def temp_name(directory: str, final_name: str) -> str:
     """A fresh hidden temporary path in ``directory`` for a file to be published as ``final_name``."""
-    return f"{directory.rstrip('/')}/.{final_name}~{_host()}~{os.getpid()}~{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+    tmp = f"{directory.rstrip('/')}/.{final_name}~{_host()}~{os.getpid()}~{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+    _UNFINISHED.add(tmp)
+    return tmp
+
+
+def remove_unfinished(fs: fsspec.AbstractFileSystem, root: str) -> None:
+    """Remove this process's unfinished temporaries under ``root``: after an interrupt, which can land
+    between a writer's creating its temporary and its cleanup handler."""
+    for tmp in sorted(t for t in _UNFINISHED if t.startswith(root.rstrip("/") + "/")):
+        remove_quietly(fs, tmp)
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -62,6 +75,7 @@ def publish(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> str:
         fsync_path(os.path.dirname(final) or ".")
     else:
         fs.mv(tmp, final)
+    _UNFINISHED.discard(tmp)
     return final
 
 
@@ -70,6 +84,7 @@ def remove_quietly(fs: fsspec.AbstractFileSystem, path: str) -> None:
     try:
         if fs.exists(path):
             fs.rm(path)
+        _UNFINISHED.discard(path)
     except OSError as e:
         log.warning("could not remove temporary %s: %s", path, e)
 
@@ -106,21 +121,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _abandoned(name: str, mtime: float | None, own: bool) -> bool:
-    """True for a temporary whose writer is gone: on this host with a dead pid (or this very process,
-    when ``own``), or older than a day."""
+def _abandoned(name: str, mtime: float | None) -> bool:
+    """True for a temporary whose writer is gone: on this host with a dead pid, or older than a day."""
     parts = name[: -len(TMP_SUFFIX)].split("~")
     if len(parts) >= 4 and parts[-3] == _host() and parts[-2].isdigit():
-        pid = int(parts[-2])
-        return (own and pid == os.getpid()) or not _pid_alive(pid)
+        return not _pid_alive(int(parts[-2]))
     return mtime is not None and time.time() - mtime > STALE_AFTER_S
 
 
-def sweep_temporaries(fs: fsspec.AbstractFileSystem, directory: str, *, own: bool = False) -> list[str]:
-    """Remove the temporaries in ``directory`` that dead writers left behind; returns their paths.
-
-    ``own=True`` also removes this process's own: for a caller that has finished writing there (an
-    interrupt can land between a writer's creating its temporary and its cleanup handler)."""
+def sweep_temporaries(fs: fsspec.AbstractFileSystem, directory: str) -> list[str]:
+    """Remove the temporaries in ``directory`` that dead writers left behind; returns their paths."""
     try:
         entries = fs.ls(directory, detail=True)
     except FileNotFoundError:
@@ -131,7 +141,7 @@ def sweep_temporaries(fs: fsspec.AbstractFileSystem, directory: str, *, own: boo
         if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
             continue
         mtime = entry.get("mtime") or entry.get("created")
-        if _abandoned(name, mtime if isinstance(mtime, int | float) else None, own):
+        if _abandoned(name, mtime if isinstance(mtime, int | float) else None):
             remove_quietly(fs, entry["name"])
             removed.append(entry["name"])
     if removed:

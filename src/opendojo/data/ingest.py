@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from opendojo.data import engine
 from opendojo.data.clipcut import file_sha256
-from opendojo.data.durable import sweep_temporaries
+from opendojo.data.durable import remove_unfinished, sweep_temporaries
 from opendojo.data.index import load_index
 from opendojo.data.shard import join, url_to_fs
 from opendojo.data.sourcejob import SourceJob, SourceResult, ingest_source
@@ -194,10 +194,10 @@ def _cut_all(jobs: list[SourceJob], workers: int, report: IngestReport, progress
         bar.close()
 
 
-def _sweep(dataset: str, *, own: bool = False) -> None:
+def _sweep(dataset: str) -> None:
     fs, root = url_to_fs(dataset)
     for sub in ("shards", "index"):
-        sweep_temporaries(fs, join(root, sub), own=own)
+        sweep_temporaries(fs, join(root, sub))
 
 
 def ingest(
@@ -238,7 +238,9 @@ def ingest(
     tags = tuple(tags or ())
     jobs = [SourceJob(dataset, path, sha, clip_frames, require_labels, tags) for path, sha in todo]
     _cut_all(jobs, workers, report, progress, ray_address)
-    _sweep(dataset, own=True)  # the inline engine's writers ran in this process; none is writing now
+    if report.interrupted:  # an inline worker runs in this process: nothing is left to sweep it later
+        remove_unfinished(fs, root)
+    _sweep(dataset)
     report.ingested.sort()
     report.failures.sort(key=lambda f: f.path)
     return report
