@@ -87,26 +87,13 @@ def test_attention_ops_carry_their_sequence_head_dim_and_causal_mask():
     assert {GEMM_ROLES[r] for r in ops["role"][rows]} == {"attention.causal"}
 
 
-def _conv_classes(batch: int, stride: int = 1) -> set[str]:
-    conv = torch.nn.Conv2d(32, 64, 1, stride=stride)
-    ops = capture_module(conv, (torch.randn(batch, 32, 8, 8),)).at(batch)
-    return {RATED_OPS[r - 1] if r else "gemm curve" for r in ops["rated"][ops["kind"] == KIND["conv"]]}
-
-
-def test_unstrided_1x1_convs_below_batch_16_are_the_native_regime_and_oneDNN_from_16():
-    # PyTorch's CPU backend selection: one thread, batch < 16, unstrided 1x1 -> _slow_conv2d
-    assert _conv_classes(4) == {"conv_1x1_native", "conv_1x1_native_backward"}
-    assert _conv_classes(16) == {"gemm curve"}
-    assert _conv_classes(4, stride=2) == {"conv_1x1_strided", "conv_1x1_strided_backward"}
-
-
 def test_a_rated_class_the_calibration_lacks_keeps_its_curve_time_instead_of_costing_nothing():
     from dataclasses import replace
 
-    w = capture_module(torch.nn.Conv2d(32, 64, 1), (torch.randn(4, 32, 16, 16),))
+    w = capture_module(torch.nn.Conv2d(32, 64, 1, stride=2), (torch.randn(4, 32, 16, 16),))
     host = load_system("host")
     rates = dict(host.device.op_rates)
-    without = {k: v for k, v in rates.items() if not k.startswith("conv_1x1_native")}
+    without = {k: v for k, v in rates.items() if not k.startswith("conv_1x1_strided")}
     lacking = replace(host, device=replace(host.device, op_rates=without or {"sort": 1e9}))
     est = estimate_step(w, lacking, Layout(microbatch=4), 4, "fp32")
     ops = w.at(4)

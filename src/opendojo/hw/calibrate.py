@@ -109,9 +109,7 @@ _CONVS = ((8, 64, 64, 3, 1, 32), (8, 16, 16, 3, 1, 32), (8, 32, 64, 1, 1, 32), (
 #: plus the stride) whose FLOP rates, forward and backward, are pooled into the class's rate.
 _CONV_CLASSES = {"conv_depthwise": ((8, 64, 64, 3, 64, 32, 1), (8, 24, 24, 3, 24, 24, 1)),
                  "conv_depthwise_strided": ((8, 24, 24, 3, 24, 48, 2), (8, 64, 64, 3, 64, 32, 2)),
-                 "conv_1x1_strided": ((8, 32, 64, 1, 1, 12, 2), (8, 64, 128, 1, 1, 16, 2)),
-                 "conv_1x1_native": ((4, 64, 256, 1, 1, 16, 1), (8, 128, 32, 1, 1, 16, 1),
-                                     (2, 32, 32, 1, 1, 32, 1))}
+                 "conv_1x1_strided": ((8, 32, 64, 1, 1, 12, 2), (8, 64, 128, 1, 1, 16, 2))}
 
 
 def _conv_rates() -> dict[str, float]:

@@ -90,15 +90,9 @@ RECURRENT_OPS = ("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward")
 
 #: Convolutions that CPU kernels do not run as an implicit GEMM, each rated on its own (work = FLOP):
 #: depthwise (one input channel per group: a direct per-channel stencil) and strided 1×1 convolutions
-#: (oneDNN gathers the strided pixels first; its backward is several times slower than the GEMM curve),
-#: and unstrided 1×1 convolutions on batches below 16: PyTorch's CPU backend selection sends those to its
-#: native ``_slow_conv2d`` (unfold + GEMM) instead of oneDNN when it runs on one thread, a second regime
-#: with its own rate (at more threads the calibration measures oneDNN on the same shapes).
+#: (oneDNN gathers the strided pixels first; its backward is several times slower than the GEMM curve).
 CONV_CLASSES = ("conv_depthwise", "conv_depthwise_backward", "conv_depthwise_strided",
-                "conv_depthwise_strided_backward", "conv_1x1_strided", "conv_1x1_strided_backward",
-                "conv_1x1_native", "conv_1x1_native_backward")
-#: Batch from which PyTorch's CPU convolution runs unstrided 1×1 kernels on oneDNN at any thread count.
-NATIVE_1X1_BATCH = 16
+                "conv_depthwise_strided_backward", "conv_1x1_strided", "conv_1x1_strided_backward")
 #: Ops whose throughput the host calibration measures individually (elements of the first input per
 #: second): normalisation and pooling kernels on a CPU run far from both the FLOP and the bandwidth roof.
 #: The work counted for each is in ``elements``: elements of the first input, of the output for gathers,
@@ -179,8 +173,6 @@ def _conv_class(func, args: tuple) -> str:
         return ("conv_depthwise_strided" if strided else "conv_depthwise") + suffix
     if tuple(w.shape[2:]) == (1, 1) and strided:
         return "conv_1x1_strided" + suffix
-    if tuple(w.shape[2:]) == (1, 1) and x.shape[0] < NATIVE_1X1_BATCH:
-        return "conv_1x1_native" + suffix
     return ""
 
 
