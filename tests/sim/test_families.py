@@ -85,3 +85,17 @@ def test_attention_ops_carry_their_sequence_head_dim_and_causal_mask():
     assert len(rows) == 2  # forward and backward kernels
     assert {(ops["m"][i], ops["n"][i], ops["k"][i]) for i in rows} == {(128.0, 128.0, 32.0)}
     assert {GEMM_ROLES[r] for r in ops["role"][rows]} == {"attention.causal"}
+
+
+def test_a_rated_class_the_calibration_lacks_keeps_its_curve_time_instead_of_costing_nothing():
+    from dataclasses import replace
+
+    w = capture_module(torch.nn.Conv2d(32, 64, 1, stride=2), (torch.randn(4, 32, 16, 16),))
+    host = load_system("host")
+    rates = dict(host.device.op_rates)
+    without = {k: v for k, v in rates.items() if not k.startswith("conv_1x1_strided")}
+    lacking = replace(host, device=replace(host.device, op_rates=without or {"sort": 1e9}))
+    est = estimate_step(w, lacking, Layout(microbatch=4), 4, "fp32")
+    ops = w.at(4)
+    conv_flops = ops["flops"][ops["kind"] == KIND["conv"]].sum()
+    assert est.breakdown["compute"] >= conv_flops / host.device.peak_flops["fp32"]  # at most the peak rate

@@ -45,10 +45,21 @@ def test_open_settings_are_enumerated_with_the_first_values_first():
     assert all((x.dp, x.tp, x.pp, x.recompute) == (4, 2, 2, True) for x in layouts)
 
 
-def test_reference_files_mark_every_gpu_run_in_sample_or_held_out_with_three_llm_sources_at_most():
+def test_reference_files_mark_every_gpu_run_in_sample_or_held_out_from_three_independent_sources():
     runs = references("gpu")
     assert {r["group"] for r in runs} == {"in-sample", "held-out"}
-    assert len(runs) >= 12 and all(r["value"] > 0 and "arXiv" in r["source"] for r in runs)
+    assert len(runs) >= 12 and all(r["value"] > 0 and ("arXiv" in r["source"] or "github.com" in r["source"])
+                                   for r in runs)
+    authors = {r["source"].split(",")[0].split(" (")[0] for r in runs}
+    assert len(authors) >= 3, authors
+    assert any(r["metric"] == "samples_s" and r["group"] == "held-out" for r in runs)  # a non-LLM workload
+
+
+def test_a_throughput_row_is_the_batch_over_the_predicted_step_at_the_published_layout():
+    run = next(r for r in references("gpu") if r["metric"] == "samples_s" and r["gpus"] > 1)
+    row = next(r for r in validate_gpu(groups=("held-out",)) if r.case == run["case"])
+    assert row.unit == "samples/s" and row.reference == run["value"]
+    assert published_layouts(run)[0].describe() in row.note and "microbatch=256" in row.note
 
 
 @pytest.mark.slow

@@ -120,8 +120,10 @@ def _measured_compute(ops: dict[str, np.ndarray], device: Device, flops: np.ndar
     if device.special_rate:
         t_compute = np.where(kind == KIND["special"], flops / device.special_rate, t_compute)
     if device.op_rates:
-        rates = np.asarray([np.inf] + [device.op_rates.get(n, np.inf) for n in RATED_OPS])[ops["rated"]]
-        t_compute = np.where(ops["rated"] > 0, ops["elements"] / split / rates, t_compute)
+        # A class this calibration has no rate for (a cache written before the class existed) keeps its
+        # op-class time instead of costing nothing.
+        rates = np.asarray([np.nan] + [device.op_rates.get(n, np.nan) for n in RATED_OPS])[ops["rated"]]
+        t_compute = np.where(np.isfinite(rates), ops["elements"] / split / rates, t_compute)
     return t_compute
 
 

@@ -256,20 +256,20 @@ def _run_row(run: dict) -> Row:
     estimates = []
     for layout in published_layouts(run):
         try:
-            estimates.append(estimate_step(w, s, layout, run["batch"], "bf16"))
+            estimates.append(estimate_step(w, s, layout, run["batch"], run.get("precision", "bf16")))
         except ValueError:  # an open setting the batch or depth does not allow
             continue
     if not estimates:
         raise ValueError(f"published run {run['case']!r}: no open setting fits its batch and depth")
-    values = [_metric(e, s, run["gpus"], run["metric"]) for e in estimates]
+    values = [_metric(e, s, run) for e in estimates]
     est = estimates[0]
     note = f"{run['group']}; {est.layout.describe()}; {_dominant(est.breakdown)}"
     if len(values) > 1:
         note += f"; open settings {run['open']} give {min(values):.4g}..{max(values):.4g}"
     need = sum(est.memory.values())
     note += f"; model memory {need / 1e9:.0f} GB of {est.capacity_bytes / 1e9:.0f} GB usable"
-    unit = "TF/GPU" if run["metric"] != "mfu" else "% MFU"
-    return Row(f"gpu {run['group']}", run["case"], values[0], run["value"], unit, 0.15, run["source"],
+    return Row(f"gpu {run['group']}", run["case"], values[0], run["value"], _UNITS[run["metric"]], 0.15,
+               run["source"],
                note=note)
 
 
@@ -280,9 +280,17 @@ def validate_gpu(groups: tuple[str, ...] = ("in-sample", "held-out")) -> list[Ro
     return [_run_row(run) for run in references("gpu") if run["group"] in groups]
 
 
-def _metric(est, s: System, gpus: int, metric: str) -> float:
+#: What a published run reports: hardware TFLOP/s per GPU (Megatron), model FLOPs utilisation (Llama 3), or
+#: samples per second over all the run's GPUs (vendor throughput tables: images/s, sequences/s).
+_UNITS = {"tflops_hw": "TF/GPU", "mfu": "% MFU", "samples_s": "samples/s"}
+
+
+def _metric(est, s: System, run: dict) -> float:
+    metric, gpus = run["metric"], run["gpus"]
     if metric == "mfu":
         return 100.0 * est.model_flops / est.step_time_s / (gpus * s.device.peak_flops["bf16"])
+    if metric == "samples_s":
+        return run["batch"] / est.step_time_s
     return est.hardware_flops / est.step_time_s / gpus / 1e12
 
 
