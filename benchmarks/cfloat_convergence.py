@@ -119,8 +119,11 @@ def run_suite(tasks: list[Task], methods: dict, seeds: list[int]) -> dict[str, d
             for seed in seeds:
                 for name, method in methods.items():
                     bar.set_postfix_str(f"{task.name} seed {seed} {name}")
-                    losses[task.name][name].append(train_and_score(task, method, seed))
+                    loss = train_and_score(task, method, seed)
+                    losses[task.name][name].append(loss)
                     bar.update()
+                    # one line per run as it ends, so a crash or a timeout keeps what was measured
+                    print(f"run: {task.name} seed {seed} {name}: {loss:.6g}", flush=True)
     return losses
 
 

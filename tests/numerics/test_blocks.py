@@ -62,6 +62,13 @@ def test_one_block_is_the_per_tensor_rounding():
     assert torch.equal(got[0], numerics.fake_quantize(x, numerics.CFLOAT8_1_4_3, bias)[0])
 
 
+def test_a_non_contiguous_tensor_is_rounded_like_its_contiguous_copy():
+    x = (torch.randn(3, 40, 5) * 10).transpose(1, 2)  # blocks along the (now strided) last dimension
+    got, _ = block_fake_quantize(x, numerics.CFLOAT8_1_4_3, -1, 16)
+    want, _ = block_fake_quantize(x.contiguous(), numerics.CFLOAT8_1_4_3, -1, 16)
+    assert torch.equal(got, want)
+
+
 def test_bad_block_is_a_usage_error():
     with pytest.raises(ValueError, match="block: got 0; allowed: an integer ≥ 1"):
         block_fake_quantize(torch.ones(4), numerics.CFLOAT8_1_4_3, 0, 0)

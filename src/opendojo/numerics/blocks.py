@@ -76,6 +76,6 @@ def block_fake_quantize(x: torch.Tensor, fmt: CFloatFormat | str, dim: int, bloc
     dim = dim % x.dim()
     shift = (biases - fmt.default_bias).repeat_interleave(block, dim=dim).narrow(dim, 0, x.shape[dim])
     scale = torch.ldexp(torch.ones_like(shift, dtype=torch.float32), shift)  # exact powers of two
-    scaled = x.float() * scale
+    scaled = (x.float() * scale).contiguous()  # the kernel writes a contiguous out=
     fake_quantize(scaled, fmt, fmt.default_bias, rounding, seed, flags=flags, out=scaled)
     return scaled.div_(scale), biases  # dividing by a power of two is exact
