@@ -42,6 +42,7 @@ test-slow: $(STAMP) system-packages
 	$(BIN)/pytest -q -m slow -p no:cacheprovider
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,cluster,bench]'  # torchao, the float8 peer of cfloat_convergence.py
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
 
 # The README's screenshot of the demo report, taken by headless Chromium (Debian's package, installed here
