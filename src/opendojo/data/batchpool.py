@@ -1,10 +1,9 @@
 """Reusable batch buffers: frame batches written into memory that has been touched before.
 
 Why: a fresh ``[B, cams, T, H, W, 3]`` uint8 batch (25 MB at batch 4, 2 cameras, 16 frames, 256x256)
-costs a page fault per 4 KiB page on first touch. Measured 2026-11-29 on the 2-core dev machine:
-in-process the faults add ~50 us per 256x256 frame to a ~210 us decode; in a DataLoader worker, where
-the batch is a fresh shared-memory segment, they add ~190 us of system time per frame, so a worker
-ran at under half the plain decode rate. Reusing a few buffers per process removes that cost.
+costs a page fault per 4 KiB page on first touch: a sizeable share of a frame's decode in-process,
+and more in a DataLoader worker, where each batch is a fresh shared-memory segment (docs/data.md has
+the measurements). Reusing a few buffers per process removes that cost.
 
 A buffer may be reused only when nobody can still see the batch it held:
 

@@ -112,10 +112,9 @@ def collate_clips(samples: list[dict]) -> dict:
     """Batch ClipDataset samples: like ``default_collate`` (same structure, same result), but stacks the
     uint8 ``frames`` with a plain memory copy.
 
-    Why: without ``out=``, ``torch.stack`` on uint8 tensors took 15 ms of CPU for a 25 MB batch where
-    ``numpy.stack`` took 1.8 ms (2026-11-29, the 2-core dev machine, torch 2.13 CPU), a cost of the
-    order of decoding the batch; that is what ``default_collate`` does in the main process
-    (``num_workers=0``). In a DataLoader worker the batch is allocated in shared memory, as
+    Why: without ``out=``, ``torch.stack`` on uint8 tensors costs several times ``numpy.stack``'s plain
+    copy, of the order of decoding the batch (docs/data.md); that is what ``default_collate`` does in
+    the main process (``num_workers=0``). In a DataLoader worker the batch is allocated in shared memory, as
     ``default_collate`` does, so it reaches the main process without another copy.
     """
     import numpy as np
