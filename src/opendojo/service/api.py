@@ -164,7 +164,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
     @app.post("/v1/jobs", status_code=201)
     async def submit(request: Request, tenant: TenantDep) -> dict:
         raw = parse_body(await _read_limited(request))
-        return await run_in_threadpool(_submit, store, tenant, raw)
+        return await run_in_threadpool(submit_job, store, tenant, raw)
 
     @app.get("/v1/jobs")
     def list_jobs(tenant: TenantDep, limit: int = 100) -> list[dict]:
@@ -175,31 +175,31 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
 
     @app.get("/v1/jobs/{job_id}")
     def show(job_id: str, tenant: TenantDep) -> dict:
-        job = _own(store, job_id, tenant)
+        job = own_job(store, job_id, tenant)
         run_dir = dispatcher.job_dir(job_id) / "run"
         return jobview.summary(job) | {"progress": jobview.progress(job, run_dir)}
 
     @app.get("/v1/jobs/{job_id}/metrics")
     def metrics(job_id: str, tenant: TenantDep) -> list[dict]:
-        _own(store, job_id, tenant)
+        own_job(store, job_id, tenant)
         return jobview.read_metrics(dispatcher.job_dir(job_id) / "run")
 
     @app.post("/v1/jobs/{job_id}/cancel")
     def cancel(job_id: str, tenant: TenantDep) -> dict:
-        return jobview.summary(_cancel(store, dispatcher, _own(store, job_id, tenant)))
+        return jobview.summary(cancel_job(store, dispatcher, own_job(store, job_id, tenant)))
 
     _add_file_routes(app, state)
     _add_account_routes(app, state)
 
 
-def _own(store: Store, job_id: str, tenant: dict) -> dict:
+def own_job(store: Store, job_id: str, tenant: dict) -> dict:
     job = store.job(job_id, tenant["id"])
     if job is None:
         raise _not_found(job_id)
     return job
 
 
-def _submit(store: Store, tenant: dict, raw: dict) -> dict:
+def submit_job(store: Store, tenant: dict, raw: dict) -> dict:
     quota = tenant["quota_tile_hours"]
     if quota is not None:
         used = store.usage(tenant["id"])[0]["tile_hours"]
@@ -218,7 +218,7 @@ def _tile_step_s(config, precision: str) -> float | None:
         return None
 
 
-def _cancel(store: Store, dispatcher: Dispatcher, job: dict) -> dict:
+def cancel_job(store: Store, dispatcher: Dispatcher, job: dict) -> dict:
     import time
 
     if job["state"] in (QUEUED, PREEMPTED):
@@ -234,7 +234,7 @@ def _add_file_routes(app: FastAPI, state: ServiceState) -> None:
 
     @app.get("/v1/jobs/{job_id}/logs")
     def logs(job_id: str, tenant: TenantDep, follow: bool = False):
-        _own(store, job_id, tenant)
+        own_job(store, job_id, tenant)
         path = dispatcher.job_dir(job_id) / "log.txt"
         if not follow:
             return StreamingResponse(iter([path.read_bytes() if path.exists() else b""]),
@@ -243,14 +243,14 @@ def _add_file_routes(app: FastAPI, state: ServiceState) -> None:
 
     @app.get("/v1/jobs/{job_id}/artifacts")
     def list_artifacts(job_id: str, tenant: TenantDep) -> list[dict]:
-        _own(store, job_id, tenant)
+        own_job(store, job_id, tenant)
         jdir = dispatcher.job_dir(job_id)
         found = jobview.artifacts(jdir / "run", jdir)
         return [{"name": k, "bytes": p.stat().st_size} for k, p in found.items()]
 
     @app.get("/v1/jobs/{job_id}/artifacts/{name:path}")
     def download(job_id: str, name: str, tenant: TenantDep):
-        _own(store, job_id, tenant)
+        own_job(store, job_id, tenant)
         jobview.check_artifact_name(name)
         jdir = dispatcher.job_dir(job_id)
         path = jobview.artifacts(jdir / "run", jdir).get(name)

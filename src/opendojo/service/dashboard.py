@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from opendojo.service import jobview
-from opendojo.service.api import ApiError, Caller, ServiceState, _cancel, _own, _submit, caller_of
+from opendojo.service.api import ApiError, Caller, ServiceState, caller_of, cancel_job, own_job, submit_job
 from opendojo.service.capacity import admin_overview, job_quotes, usage_vs_quota
 from opendojo.service.schema import FINAL_STATES
 from opendojo.service.submission import MAX_BODY_BYTES, FieldError
@@ -135,7 +135,7 @@ def _add_tenant_routes(app: FastAPI, state: ServiceState) -> None:
             return _to_signin()
         form = await _form(request)
         try:
-            job = _submit(store, caller.tenant, _submission(form))
+            job = submit_job(store, caller.tenant, _submission(form))
         except (FieldError, ApiError) as e:
             return _page("submit.html", 400 if isinstance(e, FieldError) else e.status, caller=caller,
                          configs=list(shipped_configs()), form=form, error=str(e.args[0]))
@@ -197,7 +197,7 @@ def _add_job_routes(app: FastAPI, state: ServiceState) -> None:
         if caller is None or caller.admin:
             return caller, None
         try:
-            return caller, _own(store, job_id, caller.tenant)
+            return caller, own_job(store, job_id, caller.tenant)
         except ApiError:
             return caller, None
 
@@ -243,7 +243,7 @@ def _add_job_routes(app: FastAPI, state: ServiceState) -> None:
         caller, job = owned(request, job_id)
         if job is None:
             return _to_signin() if caller is None else Response(status_code=404)
-        _cancel(store, state.dispatcher, job)
+        cancel_job(store, state.dispatcher, job)
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
