@@ -39,7 +39,7 @@ test: $(STAMP) lint system-packages
 	$(BIN)/pytest -q -n 2
 
 test-slow: $(STAMP) system-packages
-	$(BIN)/pytest -q -m slow -p no:cacheprovider
+	$(BIN)/pytest -q -m slow -n 2 -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,cluster,bench]'  # torchao, the float8 peer of cfloat_convergence.py
