@@ -124,7 +124,7 @@ class LossConfig:
     trajectory: float = field(default=0.2, metadata=_floats(low=0.0))
     speed: float = field(default=0.1, metadata=_floats(low=0.0))
     steering: float = field(default=1.0, metadata=_floats(low=0.0))
-    occupancy_pos_weight: float = field(default=10.0, metadata=_floats(above=0.0))
+    occupancy_pos_weight: float = field(default=2.0, metadata=_floats(above=0.0))  # docs/training.md
     occupancy_soft_iou: float = field(default=0.0, metadata=_floats(low=0.0))
 
 
