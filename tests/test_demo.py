@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import os
 import re
 
 import pytest
@@ -28,6 +29,8 @@ def test_demo_summary_has_every_section_and_both_runs(demo_run):
     runs = summary["training"]["runs"]
     assert set(runs) == {"fp32", "dojo"}
     steps = summary["training"]["steps"]
+    # on two or more cores the two runs train side by side, one spawned process each
+    assert summary["training"]["plan"]["parallel"] == (len(os.sched_getaffinity(0)) >= 2)
     for run in runs.values():
         # the rate is the steps' samples over the training wall time (global batch 8)
         assert run["samples_per_s"] * run["train_wall_s"] == pytest.approx(steps * 8, rel=1e-6)

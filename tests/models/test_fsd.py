@@ -10,6 +10,9 @@ def _with_random_heads(model):
     # structural properties (gradient flow, causality) are visible.
     for head in (model.occupancy_head, model.ego_head):
         nn.init.normal_(head.weight, std=0.1)
+    if model.ground_lift is not None:  # and let every cell see some pixel
+        nn.init.normal_(model.ground_lift.out.weight, std=0.1)
+        model.set_ground_grid(torch.rand_like(model.ground_lift.grid) * 2 - 1)
     return model
 
 
@@ -92,3 +95,38 @@ def test_wrong_input_shape_names_the_expected_one():
     model = fsd_net("tiny")
     with pytest.raises(ValueError, match=r"frames must have shape \[B, 3, 4, 3, 64, 64\]"):
         model(torch.zeros(1, 2, 4, 3, 64, 64))
+
+
+def test_ground_grid_points_at_the_vehicles_that_occupy_a_cell():
+    """For an occupied cell the ground lift reads a pixel that shows a vehicle (its own or one nearer)."""
+    import numpy as np
+
+    from opendojo.data.render import Camera, camera_names, ground_grid, render_frame
+    from opendojo.data.scene import make_scene, scene_labels
+
+    size, hits, total = 64, 0, 0
+    grid = ground_grid(3, size)
+    assert grid.shape == (3, 32, 32, 2)
+    assert (grid[0, 20:, 14:18] == -2).all()  # the front camera sees no cell behind the car
+    for seed in range(4):
+        scene = make_scene(np.random.default_rng(seed), 2, 30.0)
+        occupied = scene_labels(scene)["occupancy"][0] > 0
+        cams = [Camera(n, size, size) for n in camera_names(3)]
+        vx, vy, vyaw = scene.vehicles_in_ego_frame()
+        luma = [img[:size] for img in render_frame(scene, 0, cams, scene.ego_pose(), (vx, vy, vyaw))]
+        gone = (vx - 1e4, vy, vyaw)  # the same frame with every vehicle far behind the rig
+        empty = [img[:size] for img in render_frame(scene, 0, cams, scene.ego_pose(), gone)]
+        for cam in range(3):
+            seen = occupied & (grid[cam, ..., 0] > -2)
+            u = ((grid[cam, ..., 0][seen] + 1) * size / 2).astype(int)
+            v = ((grid[cam, ..., 1][seen] + 1) * size / 2).astype(int)
+            hits += int((luma[cam][v, u] != empty[cam][v, u]).sum())
+            total += int(seen.sum())
+    assert total > 20 and hits >= 0.8 * total, (hits, total)
+
+
+def test_set_ground_grid_refuses_a_wrong_shape_and_a_net_without_the_lift():
+    with pytest.raises(ValueError, match=r"ground grid must have shape \(3, 32, 32, 2\)"):
+        fsd_net("tiny").set_ground_grid(torch.zeros(2, 32, 32, 2))
+    with pytest.raises(ValueError, match="ground_lift=True"):
+        fsd_net("tiny", ground_lift=False).set_ground_grid(torch.zeros(3, 32, 32, 2))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opendojo.data.scene import LANE_WIDTH_M, ROAD_HALF_WIDTH_M, Scene
+from opendojo.data.scene import LANE_WIDTH_M, ROAD_HALF_WIDTH_M, Scene, cell_centres_m
 from opendojo.errors import check_int
 
 CAMERA_YAWS_DEG: dict[str, float] = {
@@ -97,6 +97,21 @@ class Camera:
         fwd, left = c * x + s * y, -s * x + c * y
         depth = np.maximum(fwd, 1e-6)
         return self.cx - self.focal * left / depth, self.cy + self.focal * (CAMERA_HEIGHT_M - z) / depth, fwd
+
+
+def ground_grid(cameras: int, size: int) -> np.ndarray:
+    """Where the ground centre of each occupancy cell shows in each camera of the rig, for
+    ``FSDNet.set_ground_grid``: ``[cameras, G, G, 2]`` float32, ``(u, v)`` scaled to [-1, 1] over a
+    ``size``×``size`` image (``grid_sample``'s convention); -2 where the camera does not see the cell."""
+    centres = cell_centres_m()
+    gx, gy = np.meshgrid(centres, centres, indexing="ij")  # [G, G]: row = x (ahead), column = y (left)
+    out = np.full((cameras, *gx.shape, 2), -2.0, dtype=np.float32)
+    for i, name in enumerate(camera_names(cameras)):
+        u, v, depth = Camera(name, size, size).project(gx, gy, np.zeros_like(gx))
+        seen = (depth > 0.1) & (u >= 0) & (u < size) & (v >= 0) & (v < size)
+        out[i, seen, 0] = 2 * u[seen] / size - 1
+        out[i, seen, 1] = 2 * v[seen] / size - 1
+    return out
 
 
 def _centreline_in_ego_frame(scene: Scene, i: int, ex: float, ey: float, eyaw: float):

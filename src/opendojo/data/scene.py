@@ -140,6 +140,12 @@ def make_scene(rng: np.random.Generator, frames: int, fps: float) -> Scene:
     return Scene(fps, frames, road, ego_s, ego_d, ego_speed, veh_s, veh_d, veh_length, veh_width, veh_color)
 
 
+def cell_centres_m() -> np.ndarray:
+    """Ego-frame coordinate (metres) of the centre of each occupancy row (x) or column (y), ``[G]``:
+    row 0 / column 0 = far ahead / far left."""
+    return (OCCUPANCY_GRID / 2 - np.arange(OCCUPANCY_GRID) - 0.5) * OCCUPANCY_CELL_M
+
+
 def scene_labels(scene: Scene) -> dict[str, np.ndarray]:
     """Per-frame ground truth for the first ``scene.frames`` frames (schema in ``labels.py``)."""
     f = scene.frames
@@ -156,10 +162,10 @@ def scene_labels(scene: Scene) -> dict[str, np.ndarray]:
     trajectory = np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
 
     vx, vy, vyaw = (a[:f] for a in scene.vehicles_in_ego_frame())
-    g, cell = OCCUPANCY_GRID, OCCUPANCY_CELL_M
-    centres = (g / 2 - np.arange(g) - 0.5) * cell  # row 0 / column 0 = far ahead / far left
+    cell = OCCUPANCY_CELL_M
+    centres = cell_centres_m()
     gx, gy = centres[:, None], centres[None, :]
-    occupancy = np.zeros((f, g, g), dtype=bool)
+    occupancy = np.zeros((f, OCCUPANCY_GRID, OCCUPANCY_GRID), dtype=bool)
     for j in range(vx.shape[1]):  # few vehicles; each test is vectorised over frames and cells
         rx, ry = gx[None] - vx[:, j, None, None], gy[None] - vy[:, j, None, None]
         c, s = np.cos(vyaw[:, j])[:, None, None], np.sin(vyaw[:, j])[:, None, None]

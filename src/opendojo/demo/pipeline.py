@@ -8,8 +8,11 @@ so a re-run with the same settings resumes (see :mod:`opendojo.demo.stages`).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,12 @@ _FIXED_COST_S = 45.0
 #: CPU threads per training run: the tiny network's ops are small, and on a shared machine one thread
 #: ran 6x faster than two (docs/training.md); the plan times its steps with the same count.
 TRAIN_THREADS = 1
+
+
+def parallel_runs() -> bool:
+    """Whether the training runs go side by side, one process each: when this process may use at least
+    one core per run. With one thread per run that nearly doubles the steps the budget buys on 2 cores."""
+    return len(os.sched_getaffinity(0)) >= len(RUNS) * TRAIN_THREADS
 
 
 def _numerics_stage() -> dict[str, Any]:
@@ -119,7 +128,7 @@ def _train_config(s: DemoSettings, dataset: str, precision: str, steps: int):
 def _plan_stage(s: DemoSettings, dataset: str) -> dict[str, Any]:
     """Steps per training run: fixed by ``--steps``, else what the budget allows after timing a few steps."""
     if s.steps is not None:
-        return {"steps": s.steps, "source": "--steps"}
+        return {"steps": s.steps, "source": "--steps", "parallel": parallel_runs()}
     from opendojo.models import example_inputs, fsd_net
     from opendojo.nn import Recipe, convert
 
@@ -140,13 +149,17 @@ def _plan_stage(s: DemoSettings, dataset: str) -> dict[str, Any]:
             times.append(time.perf_counter() - t0)
         per_step[name] = min(times)
     budget = max(10.0, s.minutes * 60 * _TRAIN_SHARE - _FIXED_COST_S)
+    # Side by side the runs take as long as the slower one; one after the other, as long as both.
+    parallel = parallel_runs()
+    per_pair = max(per_step.values()) if parallel else sum(per_step.values())
     # Evaluation, logging and the optimizer add about a quarter to the forward+backward time.
-    steps = int(budget / (1.25 * sum(per_step.values())))
+    steps = int(budget / (1.25 * per_pair))
     return {
         "steps": int(np.clip(steps, 20, 5000)),
         "source": "budget",
         "seconds_per_step": per_step,
         "budget_s": budget,
+        "parallel": parallel,
     }
 
 
@@ -165,6 +178,30 @@ def _train_stage(root: Path, s: DemoSettings, dataset: str, steps: int, name: st
         "data_wait_fraction": result.data_wait_fraction,
         "metrics_path": str(result.metrics_path),
     }
+
+
+def _train_jobs(folder: DemoFolder, s: DemoSettings, dataset: str, plan: dict, progress: bool) -> dict:
+    """One callable per training run that returns its stage record.
+
+    When the plan chose side-by-side runs, the runs a previous demo did not finish start now, each in a
+    fresh (spawned) process, and each callable waits for its run; only the run the plan timed slowest
+    shows its progress bar (two processes cannot share a terminal line), so its ETA is the stage's.
+    Otherwise each callable trains its run in this process when called.
+    """
+    steps = plan["steps"]
+    todo = [n for n in RUNS if folder.done(f"train-{n}") is None]
+    if not (plan.get("parallel") and len(todo) > 1):
+        return {n: (lambda n=n: _train_stage(folder.root, s, dataset, steps, n, progress)) for n in RUNS}
+    slowest = max(todo, key=lambda n: plan.get("seconds_per_step", {}).get(n, 0.0))
+    pool = ProcessPoolExecutor(len(todo), mp_context=multiprocessing.get_context("spawn"))
+    futures = {
+        n: pool.submit(_train_stage, folder.root, s, dataset, steps, n, progress and n == slowest)
+        for n in todo
+    }
+    pool.shutdown(wait=False)  # the workers finish their runs; the callables collect the results
+
+    # A run missing from ``futures`` finished in a previous demo, so its stage never calls its callable.
+    return {n: (lambda n=n: futures[n].result()) for n in RUNS}
 
 
 def _simulate_stage(s: DemoSettings) -> dict[str, Any]:
@@ -205,13 +242,8 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, *, progress:
     stage("numerics", _numerics_stage)
     data = stage("data", lambda: _data_stage(folder.root, settings, progress))
     plan = stage("plan", lambda: _plan_stage(settings, data["dataset"]))
-    for name in RUNS:
-        stage(
-            f"train-{name}",
-            lambda name=name: _train_stage(
-                folder.root, settings, data["dataset"], plan["steps"], name, progress
-            ),
-        )
+    for name, fn in _train_jobs(folder, settings, data["dataset"], plan, progress).items():
+        stage(f"train-{name}", fn)
     stage("simulate", lambda: _simulate_stage(settings))
     summary = write_report(folder.root, settings, records, time.perf_counter() - t0)
     bar.update(1)

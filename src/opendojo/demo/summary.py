@@ -158,7 +158,9 @@ def _top_section(runs: dict[str, dict], plan: dict, wall_s: float) -> Section:
         headline[f"{n} speed MAE"] = f"{m['speed_mae_mps']:.2f} m/s (mean: {base:.2f})"
         headline[f"{n} occupancy IoU"] = f"{m['occupancy_iou']:.3f}"
     top = Section("This run").cards(
-        {"wall time": f"{wall_s / 60:.1f} min", "training steps": str(plan["steps"]), **measured, **headline}
+        {"wall time": f"{wall_s / 60:.1f} min", "training steps": str(plan["steps"]),
+         "training runs": "side by side" if plan.get("parallel") else "one after the other",
+         **measured, **headline}
     )
     return top.text(
         "OpenDojo synthesised multi-camera driving video, ingested it into a clip index, trained the tiny "

@@ -43,6 +43,12 @@ class FSDConfig:
     the previous frame of the same camera (zeros for the first), 6 channels instead of 3, so motion, and
     with it ego speed, is visible to the first convolution instead of only to the temporal stage.
 
+    ``ground_lift`` (a geometric shortcut for occupancy): each occupancy cell also reads the first backbone
+    stage's features (2-pixel resolution) at the pixel where its ground centre shows in each camera
+    (:meth:`FSDNet.set_ground_grid`; the trainer sets it from the camera rig). Why: at 64² with 8× strided
+    tokens everything beyond ~6 m ahead falls in one token row, so the attention path cannot tell a car's
+    range, and the head learns only the lane prior.
+
     ``image_size`` must be divisible by ``2 ** len(backbone_channels)`` (each backbone stage halves the
     image), and ``occupancy_grid`` by ``bev_grid`` (each query cell predicts an ``s × s`` patch of the
     occupancy grid, ``s = occupancy_grid // bev_grid``).
@@ -64,6 +70,7 @@ class FSDConfig:
     speed_scale_mps: float = 10.0
     trajectory_scale_m: float = 4.0
     motion_input: bool = True
+    ground_lift: bool = False
 
     def __post_init__(self) -> None:
         positive = (
@@ -114,7 +121,7 @@ class FSDConfig:
 
 PRESETS: dict[str, FSDConfig] = {
     # CPU tests and demos: 64×64 images, 3 cameras, 4 frames.
-    "tiny": FSDConfig(),
+    "tiny": FSDConfig(ground_lift=True),
     # One GPU: 8 cameras at 256×256, 8 frames.
     "base": FSDConfig(
         cameras=8,
@@ -231,10 +238,12 @@ class _Backbone(nn.Module):
         self.stages = nn.ModuleList(_ConvStage(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True))
         self.proj = nn.Conv2d(chans[-1], dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens ``[N, h*w, dim]`` and the first stage's feature map ``[N, channels[0], H/2, W/2]``."""
+        first = x = self.stages[0](x)
+        for stage in self.stages[1:]:
             x = stage(x)
-        return self.proj(x).flatten(2).transpose(1, 2)
+        return self.proj(x).flatten(2).transpose(1, 2), first
 
 
 class _EgoMotionStem(nn.Module):
@@ -262,6 +271,32 @@ class _EgoMotionStem(nn.Module):
         parts = [self.conv(x).abs(), x[:, 3:].abs()]
         pooled = torch.cat([F.adaptive_avg_pool2d(p, self.POOL) for p in parts], dim=1)
         return self.fc2(F.gelu(self.fc1(pooled.reshape(n, -1))))
+
+
+class _GroundLift(nn.Module):
+    """Occupancy logits from image features sampled where each cell's ground centre shows.
+
+    ``grid`` ``[cams, G, G, 2]``: per camera and cell, the pixel in ``grid_sample``'s normalised
+    coordinates (outside [-1, 1] where the camera does not see the cell: zero features there).
+    """
+
+    HIDDEN = 32
+
+    def __init__(self, channels: int, cameras: int, grid: int) -> None:
+        super().__init__()
+        self.register_buffer("grid", torch.full((cameras, grid, grid, 2), -2.0))
+        self.mix = nn.Conv2d(cameras * channels, self.HIDDEN, 1)
+        self.out = nn.Conv2d(self.HIDDEN, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)  # untrained: adds nothing to the base-rate logits
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features: torch.Tensor, b: int, n_cam: int, t: int) -> torch.Tensor:
+        """``features`` ``[B*cams*T, C, h, w]`` → logits ``[B, T, G, G]``."""
+        c, g = features.shape[1], self.grid.shape[1]
+        grid = self.grid.to(features.dtype)[None, :, None].expand(b, -1, t, -1, -1, -1).flatten(0, 2)
+        cells = F.grid_sample(features, grid, align_corners=False)  # [B*cams*T, C, G, G]
+        cells = cells.view(b, n_cam, t, c, g, g).transpose(1, 2).reshape(b * t, n_cam * c, g, g)
+        return self.out(F.gelu(self.mix(cells))).view(b, t, g, g)
 
 
 class FSDNet(nn.Module):
@@ -304,6 +339,9 @@ class FSDNet(nn.Module):
         # Learned per-cell logit offset: what is occupied whatever the cameras see (the ego footprint).
         self.occupancy_prior = nn.Parameter(torch.zeros(c.occupancy_grid, c.occupancy_grid))
         self.ego_head = nn.Linear(c.dim, 2 * c.horizon + 2)
+        self.ground_lift = (
+            _GroundLift(c.backbone_channels[0], c.cameras, c.occupancy_grid) if c.ground_lift else None
+        )
         # The mean speed the speed head starts at (m/s), kept so that evaluation can score the
         # "predict the training mean" baselines with the same number after a resume or a reload.
         self.register_buffer("speed_prior_mps", torch.zeros(()))
@@ -349,6 +387,18 @@ class FSDNet(nn.Module):
         self.ego_head.bias[2 * self.config.horizon].fill_(speed_mps / self.config.speed_scale_mps)
         self.speed_prior_mps.fill_(speed_mps)
 
+    @torch.no_grad()
+    def set_ground_grid(self, grid: torch.Tensor) -> None:
+        """Where each occupancy cell's ground centre shows in each camera: ``[cams, G, G, 2]`` in
+        ``grid_sample``'s normalised pixel coordinates (x then y; outside [-1, 1]: not seen)."""
+        if self.ground_lift is None:
+            raise ValueError("set_ground_grid needs FSDConfig.ground_lift=True")
+        if grid.shape != self.ground_lift.grid.shape:
+            raise ValueError(
+                f"ground grid must have shape {tuple(self.ground_lift.grid.shape)}, got {tuple(grid.shape)}"
+            )
+        self.ground_lift.grid.copy_(grid)
+
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.config
         expected = (c.cameras, c.frames, 3, c.image_size, c.image_size)
@@ -362,7 +412,7 @@ class FSDNet(nn.Module):
             previous = torch.cat([frames[:, :, :1], frames[:, :, :-1]], dim=2)  # frame 0 pairs with itself
             frames = torch.cat([frames, frames - previous], dim=3)
         # Shared backbone: every (sample, camera, frame) image goes through the same weights.
-        tokens = self.backbone(frames.reshape(b * n_cam * t, *frames.shape[3:]))  # [B*cams*T, hw, D]
+        tokens, first = self.backbone(frames.reshape(b * n_cam * t, *frames.shape[3:]))  # [B*cams*T, hw, D]
         tokens = tokens.view(b, n_cam, t, -1, c.dim) + self.token_pos + self.camera_embed.unsqueeze(1)
         tokens = tokens.transpose(1, 2).reshape(b * t, -1, c.dim)  # [B*T, cams*hw, D]
         # Camera → BEV: per frame, the BEV queries read all cameras.
@@ -377,7 +427,10 @@ class FSDNet(nn.Module):
             x = block(x)
         x = self.norm_out(x).view(b, q, t, c.dim).transpose(1, 2)  # [B, T, Q, D]
         motion = self.ego_motion(frames.transpose(1, 2).flatten(0, 1)).view(b, t, c.dim)
-        return {**self._ego_outputs(x[:, :, 0] + motion), "occupancy": self._occupancy(x[:, :, 1:])}
+        occupancy = self._occupancy(x[:, :, 1:])
+        if self.ground_lift is not None:
+            occupancy = occupancy + self.ground_lift(first, b, n_cam, t)
+        return {**self._ego_outputs(x[:, :, 0] + motion), "occupancy": occupancy}
 
     def _ego_outputs(self, ego: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.ego_head(ego)  # [B, T, 2K + 2]

@@ -117,13 +117,15 @@ class TrainConfig:
 @dataclass(frozen=True)
 class LossConfig:
     """Weights of the task losses in the total (occupancy BCE, trajectory L1 in metres, speed L1 in m/s,
-    steering L1 in radians), and the weight of an occupied cell in the occupancy BCE."""
+    steering L1 in radians), the weight of an occupied cell in the occupancy BCE, and the weight of the
+    soft-IoU term added to the occupancy loss (0: BCE alone)."""
 
     occupancy: float = field(default=1.0, metadata=_floats(low=0.0))
     trajectory: float = field(default=0.2, metadata=_floats(low=0.0))
     speed: float = field(default=0.1, metadata=_floats(low=0.0))
     steering: float = field(default=1.0, metadata=_floats(low=0.0))
-    occupancy_pos_weight: float = field(default=10.0, metadata=_floats(above=0.0))
+    occupancy_pos_weight: float = field(default=2.0, metadata=_floats(above=0.0))  # docs/training.md
+    occupancy_soft_iou: float = field(default=0.0, metadata=_floats(low=0.0))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from opendojo.data.render import ground_grid
 from opendojo.errors import UsageError
 from opendojo.models import PRESETS, FSDConfig, fsd_net
 from opendojo.train import distributed as D
@@ -58,8 +59,10 @@ def model_config_for(config: Config, data: DataBundle) -> FSDConfig:
 
 def build_model(model_config: FSDConfig, precision: str, device: torch.device) -> tuple[nn.Module, Precision]:
     """The network on ``device`` with the recipe applied (not yet wrapped in DDP/FSDP)."""
-    model = fsd_net(model_config).to(device)
-    return apply_precision(model, precision, device)
+    model = fsd_net(model_config)
+    if model_config.ground_lift:  # the synthetic rig's geometry (front, left, right, ... cameras)
+        model.set_ground_grid(torch.from_numpy(ground_grid(model_config.cameras, model_config.image_size)))
+    return apply_precision(model.to(device), precision, device)
 
 
 def _signature(model_config: FSDConfig, precision: str) -> dict[str, Any]:

@@ -90,7 +90,9 @@ def train_step(
     t, weights = config.train, {k: getattr(config.loss, k) for k in TARGETS}
     with precision.autocast():
         out = model(frames)
-    loss, parts = task_loss(out, target, weights, config.loss.occupancy_pos_weight)
+    loss, parts = task_loss(
+        out, target, weights, config.loss.occupancy_pos_weight, config.loss.occupancy_soft_iou
+    )
     loss.backward()
     # One all-reduce for the logged losses; every rank sees the same values, so all stop together.
     logged = D.all_reduce_sum(torch.stack([loss.detach().float(), *parts.values()]).cpu(), ctx)
