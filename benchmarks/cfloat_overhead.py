@@ -4,7 +4,8 @@ Trains the FSD ``tiny`` video network (``opendojo.models``; a representative sma
 missing) for a few AdamW steps per recipe, interleaving the recipes so machine noise hits all of them
 alike, and prints the median step time, samples/s and the ratio to the unconverted FP32 model measured in
 the same rounds, for each thread count, with the CFloat overhead split into the numerics kernel
-(``numerics.fake_quantize``), the amax pass that picks each bias, and the rest (autograd glue, bookkeeping).
+(``numerics.codec.fake_quantize_checked``, as the layers call it), the amax pass that picks each bias,
+and the rest (autograd glue, bookkeeping).
 
     .venv/bin/python benchmarks/cfloat_overhead.py [--repeats 9] [--batch 2] [--threads 1,2]
 """
@@ -24,7 +25,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from opendojo import numerics
 from opendojo.nn import Recipe, convert, requantize_weights_
 from opendojo.nn import bias_state as _bias_state
 
@@ -105,7 +105,7 @@ def _measure(steps: dict, repeats: int, threads: int) -> tuple[dict, dict]:
     split = {name: [] for name in steps}
     for _ in tqdm(range(repeats), desc=f"{threads} thread(s)", unit="round"):
         for name, step in steps.items():
-            kernel = _Timer(numerics, "fake_quantize")
+            kernel = _Timer(_bias_state, "fake_quantize_checked")
             amax = _Timer(_bias_state, "_finite_amax")
             t0 = time.perf_counter()
             step()

@@ -268,3 +268,17 @@ def test_tensor_subclasses_and_sparse_tensors_are_refused_not_misread():
         fake_quantize(x.to_sparse(), CFLOAT8_1_4_3, 7)
     p = torch.nn.Parameter(x.clone())
     assert torch.equal(fake_quantize(p, CFLOAT8_1_4_3, 7), fake_quantize(x, CFLOAT8_1_4_3, 7))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_fake_quantize_checked_matches_the_public_entry_point(dtype):
+    from opendojo.numerics import RoundMode
+    from opendojo.numerics.codec import fake_quantize_checked
+
+    fmt = CFLOAT8_1_5_2
+    x = (torch.randn(70_001, dtype=torch.float64) * 50).to(dtype)
+    for rounding, seed in (("nearest", None), ("stochastic", 17)):
+        want_flags, got_flags = Flags(), Flags()
+        want = fake_quantize(x, fmt, 12, rounding, seed, flags=want_flags)
+        got = fake_quantize_checked(x, fmt, 12, RoundMode(rounding), seed, got_flags)
+        assert got.dtype == dtype and torch.equal(got, want) and got_flags == want_flags

@@ -17,6 +17,7 @@ from opendojo import numerics
 from opendojo.nn.recipe import TensorPolicy
 from opendojo.nn.seeds import shard_seed
 from opendojo.numerics.blocks import block_fake_quantize
+from opendojo.numerics.codec import fake_quantize_checked
 from opendojo.numerics.formats import BIAS_MAX, BIAS_MIN
 
 #: The numerics flags, counted per element.
@@ -170,7 +171,9 @@ class TensorBias(OptionalStateModule):
             y, _ = block_fake_quantize(x, self.format, self.reduction_dim, self.policy.block,
                                        self.policy.rounding, seed, self.policy.margin, flags)
             y = y.to(x.dtype)
-        else:
+        elif _is_plain(x):  # the policy and bias are valid by construction: skip the per-call checks
+            y = fake_quantize_checked(x.detach(), self.format, bias, self.policy.rounding, seed, flags)
+        else:  # let the public entry point name what is wrong with x
             y = numerics.fake_quantize(x, self.format, bias, rounding=self.policy.rounding, seed=seed,
                                        flags=flags)
         if avoid_top_code:
@@ -182,6 +185,14 @@ class TensorBias(OptionalStateModule):
         if call.update and n_inf:
             self.infinite.add_(n_inf)  # cheap (known from the amax pass), so counted on every step
         return y
+
+
+_PLAIN_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _is_plain(x: torch.Tensor) -> bool:
+    """A dense float tensor (or nn.Parameter) the rounding kernels can read directly."""
+    return x.dtype in _PLAIN_FLOATS and x.layout == torch.strided and type(x) in (torch.Tensor, nn.Parameter)
 
 
 def _is_dtensor(x: torch.Tensor) -> bool:

@@ -2,9 +2,9 @@
  *
  * Branchless integer code on the IEEE bits, written so GCC auto-vectorises the element loops; the hot
  * loops are compiled twice (AVX2 and baseline x86-64) with target_clones and picked at load time, so
- * the build stays portable (no -march=native). Large arrays are split over pthreads (the caller passes
- * torch.get_num_threads()); every element's result depends only on its value and its flat index, so
- * the split never changes a bit.
+ * the build stays portable (no -march=native). Large arrays are split over a persistent pthread pool (the
+ * caller passes torch.get_num_threads()); every element's result depends only on its value and its flat
+ * index, so the split never changes a bit.
  *
  * The arithmetic is the integer formulation of opendojo/numerics/reference.py:
  *   sig = significand, s = dropped bits, q = sig >> s + rounding increment,
@@ -362,53 +362,106 @@ static const range_fn OPS[][3] = {
 };
 #define N_OPS ((int)(sizeof(OPS) / sizeof(OPS[0])))
 
-/* below this many elements per thread, starting a thread costs more than it saves */
-#define MIN_PER_THREAD (1 << 16)
+/* Work is handed out in chunks of CHUNK elements (a multiple of 64: cache-line aligned starts). Below
+ * 2 * CHUNK elements a call runs on the calling thread alone: waking a worker costs more than it saves. */
+#define CHUNK (1 << 15)
 #define MAX_THREADS 64
 
+/* A persistent pool: workers are started once (lazily, up to the largest thread count asked for) and
+ * sleep on a condition variable between calls. The calling thread takes chunks too, from the same
+ * counter, so a worker the OS has not scheduled yet (a loaded machine, or torch's OpenMP threads still
+ * spinning on the other core) never holds the call up: the caller simply does that share itself. Which
+ * thread computes a chunk never changes a bit, since every element depends on its value and index only. */
 typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, finished;
+    pthread_mutex_t busy; /* one call at a time uses the pool; a concurrent call runs alone */
+    int n_workers;
+    uint64_t generation;  /* bumped per call, so a late worker never takes a chunk of the next call */
     const job_t *job;
     range_fn fn;
-    int64_t i0, i1;
+    int64_t next, n_chunks, done, helpers, max_helpers;
     int64_t counts[N_FLAGS];
-} task_t;
+} pool_t;
 
-static void *run_task(void *p) {
-    task_t *t = (task_t *)p;
-    t->fn(t->job, t->i0, t->i1, t->counts);
+static pool_t POOL = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                      PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, {0, 0, 0, 0}};
+
+/* Take and run chunks of the current call until none is left; called with POOL.mu held, returns so. */
+static void drain(uint64_t gen) {
+    while (POOL.generation == gen && POOL.next < POOL.n_chunks) {
+        int64_t c = POOL.next++, n = POOL.job->n;
+        const job_t *job = POOL.job;
+        range_fn fn = POOL.fn;
+        int64_t counts[N_FLAGS] = {0, 0, 0, 0};
+        int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
+        pthread_mutex_unlock(&POOL.mu);
+        fn(job, i0, i1, counts);
+        pthread_mutex_lock(&POOL.mu);
+        for (int f = 0; f < N_FLAGS; f++) POOL.counts[f] += counts[f];
+        if (++POOL.done == POOL.n_chunks) pthread_cond_signal(&POOL.finished);
+    }
+}
+
+/* `arg`: the generation before the call that started the worker, so it helps with that call too. */
+static void *worker(void *arg) {
+    uint64_t seen = (uint64_t)(uintptr_t)arg;
+    pthread_mutex_lock(&POOL.mu);
+    for (;;) {
+        while (POOL.generation == seen) pthread_cond_wait(&POOL.wake, &POOL.mu);
+        seen = POOL.generation;
+        if (POOL.job != NULL && POOL.helpers < POOL.max_helpers) {
+            POOL.helpers++;
+            drain(seen);
+        }
+    }
     return NULL;
 }
 
+/* Start workers until there are `want` (best effort: a failed start leaves fewer). Holds POOL.mu. */
+static void grow_pool(int want) {
+    while (POOL.n_workers < want) {
+        pthread_t tid;
+        if (pthread_create(&tid, NULL, worker, (void *)(uintptr_t)POOL.generation) != 0) break;
+        pthread_detach(tid);
+        POOL.n_workers++;
+    }
+}
+
+/* A forked child has none of the parent's threads: forget them, and the locks they may have held. */
+static void pool_after_fork(void) {
+    pthread_mutex_init(&POOL.mu, NULL);
+    pthread_mutex_init(&POOL.busy, NULL);
+    pthread_cond_init(&POOL.wake, NULL);
+    pthread_cond_init(&POOL.finished, NULL);
+    POOL.n_workers = 0;
+    POOL.job = NULL;
+}
+
 static void run_parallel(const job_t *job, range_fn fn, int nthreads, int64_t *counts) {
-    int64_t n = job->n;
-    int64_t t = n / MIN_PER_THREAD;
-    if (t > nthreads) t = nthreads;
-    if (t > MAX_THREADS) t = MAX_THREADS;
-    if (t <= 1) {
-        fn(job, 0, n, counts);
+    int64_t n_chunks = (job->n + CHUNK - 1) / CHUNK;
+    int64_t t = nthreads < MAX_THREADS ? nthreads : MAX_THREADS;
+    if (t > n_chunks) t = n_chunks;
+    if (t <= 1 || n_chunks < 2 || pthread_mutex_trylock(&POOL.busy) != 0) {
+        fn(job, 0, job->n, counts);
         return;
     }
-    int64_t chunk = ((n + t - 1) / t + 63) & ~(int64_t)63; /* cache-line aligned starts */
-    task_t tasks[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (int64_t k = 0; k < t; k++) {
-        tasks[k].job = job;
-        tasks[k].fn = fn;
-        tasks[k].i0 = k * chunk < n ? k * chunk : n;
-        tasks[k].i1 = (k + 1) * chunk < n ? (k + 1) * chunk : n;
-        for (int f = 0; f < N_FLAGS; f++) tasks[k].counts[f] = 0;
-    }
-    for (int64_t k = 1; k < t; k++) started[k] = pthread_create(&tid[k], NULL, run_task, &tasks[k]) == 0;
-    run_task(&tasks[0]);
-    for (int64_t k = 1; k < t; k++) {
-        if (started[k])
-            pthread_join(tid[k], NULL);
-        else
-            run_task(&tasks[k]); /* could not start a thread: do its share here */
-    }
-    for (int64_t k = 0; k < t; k++)
-        for (int f = 0; f < N_FLAGS; f++) counts[f] += tasks[k].counts[f];
+    pthread_mutex_lock(&POOL.mu);
+    grow_pool((int)t - 1);
+    POOL.job = job;
+    POOL.fn = fn;
+    POOL.next = POOL.done = POOL.helpers = 0;
+    POOL.n_chunks = n_chunks;
+    POOL.max_helpers = t - 1; /* at most the threads asked for, even if the pool is larger */
+    for (int f = 0; f < N_FLAGS; f++) POOL.counts[f] = 0;
+    uint64_t gen = ++POOL.generation;
+    pthread_cond_broadcast(&POOL.wake);
+    drain(gen);
+    while (POOL.done < POOL.n_chunks) pthread_cond_wait(&POOL.finished, &POOL.mu);
+    for (int f = 0; f < N_FLAGS; f++) counts[f] += POOL.counts[f];
+    POOL.job = NULL;
+    pthread_mutex_unlock(&POOL.mu);
+    pthread_mutex_unlock(&POOL.busy);
 }
 
 static PyObject *py_run(PyObject *self, PyObject *args) {
@@ -463,4 +516,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ckernel", "CFloat CPU kernels", -1, methods,
                                     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__ckernel(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__ckernel(void) {
+    pthread_atfork(NULL, NULL, pool_after_fork);
+    return PyModule_Create(&module);
+}

@@ -31,8 +31,9 @@ TINY_BITS = {"float64": 0x0010000000000000, "float32": 0x00800000, "bfloat16": 0
 
 
 def _threads(n: int) -> int:
-    # the kernel gives each thread at least 2**16 elements; below 2**17 do not even ask torch
-    return 1 if n < 1 << 17 else num_threads()
+    # the kernel hands out chunks of 2**15 elements and runs anything under two chunks on the calling
+    # thread, so below 2**16 do not even ask torch
+    return 1 if n < 1 << 16 else num_threads()
 
 
 def run(op: int, src: int, dst: int, n: int, fmt: CFloatFormat, bias: int, rounding: str = "nearest",

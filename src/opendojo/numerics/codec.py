@@ -248,8 +248,21 @@ def fake_quantize(x, fmt: CFloatFormat | str, bias: int, rounding: RoundMode | s
     """
     fmt, bias, rounding, seed = _check_common(fmt, bias, rounding, seed, flags)
     t = _as_float_input(x)
+    return fake_quantize_checked(t, fmt, bias, rounding, seed, flags, _output(out, t, t.shape, t.dtype))
+
+
+def fake_quantize_checked(t, fmt: CFloatFormat, bias: int, rounding: str, seed: int | None,
+                          flags: Flags | None = None, out=None):
+    """:func:`fake_quantize` for callers whose arguments are already valid: ``t`` a plain dense float
+    tensor or C-order array, ``fmt`` a format object, ``bias`` in 0..63, ``rounding`` a
+    :class:`RoundMode`, ``seed`` an int (stochastic) or None, ``out`` None or checked like ``t``.
+
+    Nothing is validated again: the training path calls this four times per layer and step, where the
+    checks cost as much as rounding a small tensor (docs/nn.md). ``out`` None allocates the result.
+    """
     keys = seed_keys(seed) if seed is not None else (0, 0)
-    out = _output(out, t, t.shape, t.dtype)
+    if out is None:
+        out = _output(None, t, t.shape, t.dtype)
     if _uses_native(t):
         src, src_ptr, n, is64 = _native_source(t)
         wide = src.dtype != t.dtype  # float16/bfloat16: the kernel wrote float32, narrow into out
