@@ -116,9 +116,6 @@ def test_onednn_convolutions_pay_the_call_cost_and_native_ones_do_not():
                                   ("3x3", nn.Conv2d(16, 16, 3, padding=1), 4)):
             ops = capture_module(conv, torch.randn(batch, 16, 8, 8)).at(batch)
             roles[name] = set(ops["role"][ops["kind"] == KIND["conv"]].tolist())
-            # the native kernels run one GEMM per sample (m = 64 pixels); oneDNN one over the batch
-            per_gemm = 1 if name == "1x1" else batch
-            assert set(ops["m"][ops["kind"] == KIND["conv"]].tolist()) == {64 * per_gemm}
     finally:
         torch.set_num_threads(threads)
     assert roles == {"1x1": {0}, "1x1 b16": {onednn}, "3x3": {onednn}}

@@ -117,20 +117,6 @@ _CONV_CLASSES = {"conv_depthwise": ((8, 64, 64, 3, 64, 32, 1), (8, 24, 24, 3, 24
 _CONV_CALLS = ((2, 8, 8, 3, 1, 4, 1), (2, 8, 8, 3, 8, 4, 1), (2, 8, 8, 1, 1, 4, 2))
 
 
-def onednn_conv(batch: int, kernel: tuple[int, int], strided: bool, groups: int, numel: int) -> bool:
-    """Whether PyTorch's CPU backend runs an fp32 2-D convolution through oneDNN rather than its native
-    kernels (``_slow_conv2d``), as its backend selection decides: unstrided, undilated 1×1 convolutions
-    below batch 16 on one thread stay native; so do ungrouped batch-1 convolutions with kernels of at most
-    3×3 on inputs of at most 20,480 elements (``numel``). A oneDNN call pays a fixed setup cost the native
-    kernels do not (``conv_call_s``); the native kernels run one GEMM per sample."""
-    import torch
-
-    kh, kw = kernel
-    wide = strided or batch >= 16 or (kh, kw) != (1, 1) or torch.get_num_threads() > 1
-    big = groups > 1 or (kh > 3 and kw > 3) or batch > 1 or numel > 20480
-    return wide and big
-
-
 def _conv_timer(batch: int, cin: int, cout: int, kernel: int, groups: int, px: int, stride: int = 1):
     """``(FLOPs, forward seconds, backward seconds)`` of one convolution (backward: input + weight grad)."""
     import torch
@@ -167,9 +153,7 @@ def _conv_rates(calls: dict[str, float]) -> dict[str, float]:
         flops, t_fwd, t_bwd = _conv_timer(batch, cin, cout, kernel, groups, px)
         fwd.append(flops / max(t_fwd - calls["conv_call_s"], 0.1 * t_fwd))
         bwd.append(2 * flops / max(t_bwd - calls["conv_bwd_call_s"], 0.1 * t_bwd))
-        native = not onednn_conv(batch, (kernel, kernel), False, groups, batch * cin * px * px)
-        # as the simulator: a native (``_slow_conv2d``) convolution is one GEMM per sample
-        shapes.append(((1 if native else batch) * px * px, cout, cin // groups * kernel * kernel))
+        shapes.append((batch * px * px, cout, cin // groups * kernel * kernel))
     peak, conv_half = fit_matmul_curve(shapes, fwd)
     peak_bwd, bwd_half = fit_matmul_curve(shapes, bwd)
     return {"conv_flops": peak, "conv_half_dim": conv_half, "conv_bwd_flops": peak_bwd,

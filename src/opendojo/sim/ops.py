@@ -19,8 +19,6 @@ import torch
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-from opendojo.hw.calibrate import onednn_conv
-
 #: Op kinds; the step-time model has one cost curve per kind.
 KINDS = ("matmul", "conv", "attention", "elementwise", "norm", "rng", "view", "scalar", "special", "softmax",
          "recurrent", "gather", "scatter", "fft", "sort", "pool", "copy", "reduction", "unknown")
@@ -192,7 +190,11 @@ def _conv_class(func, args: tuple) -> str:
 
 
 def _runs_onednn(func, args: tuple) -> bool:
-    """:func:`opendojo.hw.calibrate.onednn_conv` for a captured convolution or its backward."""
+    """Whether PyTorch's CPU backend runs this fp32 2-D convolution through oneDNN rather than its native
+    kernels (``_slow_conv2d``), as its backend selection decides: unstrided, undilated 1×1 convolutions
+    below batch 16 on one thread stay native; so do ungrouped batch-1 convolutions with kernels of at most
+    3×3 on inputs of at most 20,480 elements. A oneDNN call pays a fixed setup cost the native kernels do
+    not (``conv_call_s``)."""
     backward = func.overloadpacket is _aten.convolution_backward
     x, w = (args[1], args[2]) if backward else (args[0], args[1])
     if x.dim() != 4 or x.dtype != torch.float32:
@@ -201,8 +203,11 @@ def _runs_onednn(func, args: tuple) -> bool:
     stride = args[at] if len(args) > at else [1]
     dilation = args[at + 2] if len(args) > at + 2 else [1]
     groups = args[at + 5] if len(args) > at + 5 and isinstance(args[at + 5], int) else 1
-    strided = any(int(v) > 1 for v in (*stride, *dilation))
-    return onednn_conv(x.shape[0], tuple(w.shape[2:]), strided, int(groups), x.numel())
+    kh, kw = w.shape[2:]
+    wide = (any(int(s) > 1 for s in stride) or any(int(d) > 1 for d in dilation) or x.shape[0] >= 16
+            or (kh, kw) != (1, 1) or torch.get_num_threads() > 1)
+    big = groups > 1 or (kh > 3 and kw > 3) or x.shape[0] > 1 or x.numel() > 20480
+    return wide and big
 
 
 def _classify(packet, func) -> str:
@@ -260,9 +265,6 @@ def op_cost(func, args: tuple, kwargs: dict, out: object) -> dict[str, float]:
         rec.update(flops=flops, b=b, m=m, n=n, k=k)
         if _runs_onednn(func, args):
             rec["role"] = GEMM_ROLES.index("conv.onednn")
-        else:  # the native kernels run one GEMM per sample: m is one sample's pixels
-            x = args[1] if packet is _aten.convolution_backward else args[0]
-            rec["m"] = m // max(int(x.shape[0]), 1)
         conv_class = _conv_class(func, args)
         if conv_class:
             rec.update(rated=_RATED[conv_class], elements=rec["flops"])
