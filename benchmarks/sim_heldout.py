@@ -8,7 +8,9 @@ predicted/measured ratio for
 * **roofline**: FLOPs of one real training step counted by ``torch.utils.flop_counter.FlopCounterMode``
   divided by the measured fp32 matmul peak;
 * **per-op**: every captured op at ``max(flops / peak, bytes / bandwidth)`` plus the measured per-op
-  dispatch overhead — one rate for all compute.
+  dispatch overhead — one rate for all compute;
+* **no-call** (ablation): the simulator with the same calibration but without oneDNN's fixed cost per
+  convolution call (``conv_call_s``), to judge that mechanism on the same measurements.
 
 Then MAPE, median ratio, worst case and hits within ±30 % per predictor, and the simulator's MAPE per
 family. A few minutes on a loaded 2-core machine.
@@ -49,6 +51,19 @@ def per_op_s(result) -> float:
     return float(np.sum(ops["count"] * (work + d.op_overhead_s)))
 
 
+def without_conv_calls(result) -> float:
+    """The simulator's step time (s) with oneDNN's per-call convolution cost switched off."""
+    from dataclasses import replace
+
+    from opendojo.sim.layout import Layout
+    from opendojo.sim.step import estimate_step
+
+    s = result.system
+    system = replace(s, device=replace(s.device, conv_call_s=None, conv_bwd_call_s=None))
+    return estimate_step(result.workload, system, Layout(microbatch=result.batch), result.batch,
+                         "fp32").step_time_s
+
+
 def summary(name: str, ratios: list[float]) -> str:
     errs = [abs(r - 1) for r in ratios]
     worst = max(ratios, key=lambda r: abs(r - 1))
@@ -72,17 +87,18 @@ def main() -> int:
           f"torch {torch.__version__}, 1 thread; n={args.n} seed={args.seed}\n")
     drawn = draw(args.n, args.seed)
     results = measure_and_predict([(h.name, h.factory, h.batch) for h in drawn], progress=False)
-    ratios: dict[str, list[float]] = {"sim": [], "roofline": [], "per-op": []}
+    ratios: dict[str, list[float]] = {"sim": [], "roofline": [], "per-op": [], "no-call": []}
     print(f"{'family':<12} {'model':<36} {'batch':>5} {'measured':>10} {'sim':>6} {'roofline':>9} "
-          f"{'per-op':>7}")
+          f"{'per-op':>7} {'no-call':>8}")
     for h, r in zip(drawn, results, strict=True):
         peak = r.system.device.peak_flops["fp32"]
         row = {"sim": r.estimate.step_time_s, "roofline": roofline_s(h.factory, h.batch, peak),
-               "per-op": per_op_s(r)}
+               "per-op": per_op_s(r), "no-call": without_conv_calls(r)}
         for k, v in row.items():
             ratios[k].append(v / r.measured_s)
         print(f"{h.family:<12} {h.name:<36} {h.batch:>5} {1e3 * r.measured_s:>8.2f}ms "
-              f"{ratios['sim'][-1]:>6.2f} {ratios['roofline'][-1]:>9.2f} {ratios['per-op'][-1]:>7.2f}")
+              f"{ratios['sim'][-1]:>6.2f} {ratios['roofline'][-1]:>9.2f} {ratios['per-op'][-1]:>7.2f} "
+              f"{ratios['no-call'][-1]:>8.2f}")
     print()
     for k, v in ratios.items():
         print(summary(k, v))

@@ -87,3 +87,42 @@ def test_unknown_workload_lists_valid_names():
         load_workload("gpt-9t")
     with pytest.raises(TypeError, match="model must be an nn.Module"):
         capture_module("not a module", torch.randn(2, 2))
+
+
+@pytest.mark.parametrize("groups", [1, 2, 24])
+def test_conv_backward_flops_are_two_forwards_at_any_groups(groups):
+    # FlopCounterMode counts a grouped conv's weight gradient as ungrouped; the capture must not
+    conv = nn.Conv2d(24, 24, 3, padding=1, groups=groups, bias=False)
+    ops = capture_module(conv, torch.randn(4, 24, 12, 12)).at(4)
+    fwd = ops["flops"][(ops["kind"] == KIND["conv"]) & (ops["phase"] == 0)]
+    bwd = ops["flops"][(ops["kind"] == KIND["conv"]) & (ops["phase"] == 1)]
+    assert fwd.tolist() == [2.0 * 4 * 24 * 144 * (24 // groups) * 9]
+    assert bwd.tolist() == fwd.tolist()  # the input needs no gradient: the weight gradient alone
+
+
+def test_onednn_convolutions_pay_the_call_cost_and_native_ones_do_not():
+    from dataclasses import replace
+
+    from opendojo.hw.system import load_system
+    from opendojo.sim.device_time import table_time
+    from opendojo.sim.ops import GEMM_ROLES
+
+    onednn = GEMM_ROLES.index("conv.onednn")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the backend's choice for 1x1 convolutions depends on the thread count
+    try:
+        roles = {}
+        for name, conv, batch in (("1x1", nn.Conv2d(16, 16, 1), 4), ("1x1 b16", nn.Conv2d(16, 16, 1), 16),
+                                  ("3x3", nn.Conv2d(16, 16, 3, padding=1), 4)):
+            ops = capture_module(conv, torch.randn(batch, 16, 8, 8)).at(batch)
+            roles[name] = set(ops["role"][ops["kind"] == KIND["conv"]].tolist())
+    finally:
+        torch.set_num_threads(threads)
+    assert roles == {"1x1": {0}, "1x1 b16": {onednn}, "3x3": {onednn}}
+    host = load_system("host")
+    untimed = replace(host.device, conv_call_s=None, conv_bwd_call_s=None)
+    timed = replace(host.device, conv_call_s=1e-3, conv_bwd_call_s=3e-3)
+    ops = capture_module(nn.Conv2d(16, 16, 3, padding=1), torch.randn(4, 16, 8, 8)).at(4)
+    conv = ops["kind"] == KIND["conv"]
+    base = table_time(ops, untimed, "fp32", host.caps, mask=conv).compute
+    assert table_time(ops, timed, "fp32", host.caps, mask=conv).compute == pytest.approx(base + 4e-3)

@@ -112,24 +112,47 @@ _CONV_CLASSES = {"conv_depthwise": ((8, 64, 64, 3, 64, 32, 1), (8, 24, 24, 3, 24
                  "conv_1x1_strided": ((8, 32, 64, 1, 1, 12, 2), (8, 64, 128, 1, 1, 16, 2))}
 
 
-def _conv_rates() -> dict[str, float]:
-    """Convolutions forward and backward over :data:`_CONVS`, each fitted to ``rate = peak · h(m) h(n)
-    h(k)`` in the implicit-GEMM shape the simulator uses (``m`` batch·pixels, ``n`` out channels,
-    ``k`` in channels per group · kernel area): its own peak and half-dimension per direction."""
+#: Convolutions too small to do measurable work that PyTorch still runs through oneDNN on one thread
+#: (as :data:`_CONVS`, plus the stride): their time is oneDNN's fixed cost per call.
+_CONV_CALLS = ((2, 8, 8, 3, 1, 4, 1), (2, 8, 8, 3, 8, 4, 1), (2, 8, 8, 1, 1, 4, 2))
+
+
+def _conv_timer(batch: int, cin: int, cout: int, kernel: int, groups: int, px: int, stride: int = 1):
+    """``(FLOPs, forward seconds, backward seconds)`` of one convolution (backward: input + weight grad)."""
     import torch
     import torch.nn.functional as F
 
+    x = torch.randn(batch, cin, px, px, requires_grad=True)
+    w = torch.randn(cout, cin // groups, kernel, kernel, requires_grad=True)
+    conv = partial(F.conv2d, x, w, stride=stride, padding=kernel // 2, groups=groups)
+    y = conv()
+    flops = 2.0 * y.numel() * (cin // groups) * kernel * kernel
+    t_fwd = _median_time(lambda: conv().detach(), repeats=3)
+    gy = torch.randn_like(y)
+    t_bwd = _median_time(lambda: torch.autograd.grad(y, (x, w), gy, retain_graph=True), repeats=3)
+    return flops, t_fwd, t_bwd
+
+
+def _conv_call_costs() -> dict[str, float]:
+    """oneDNN's fixed seconds per convolution call, forward and backward: the median over
+    :data:`_CONV_CALLS`, whose FLOPs take well under a microsecond."""
+    import statistics
+
+    times = [_conv_timer(*c)[1:] for c in _CONV_CALLS]
+    return {"conv_call_s": statistics.median(t[0] for t in times),
+            "conv_bwd_call_s": statistics.median(t[1] for t in times)}
+
+
+def _conv_rates(calls: dict[str, float]) -> dict[str, float]:
+    """Convolutions forward and backward over :data:`_CONVS`, each fitted to ``rate = peak · h(m) h(n)
+    h(k)`` in the implicit-GEMM shape the simulator uses (``m`` batch·pixels, ``n`` out channels,
+    ``k`` in channels per group · kernel area): its own peak and half-dimension per direction. The
+    fixed oneDNN call costs (``calls``, which all of these pay) are taken off each time first."""
     shapes, fwd, bwd = [], [], []
     for batch, cin, cout, kernel, groups, px in _CONVS:
-        x = torch.randn(batch, cin, px, px, requires_grad=True)
-        w = torch.randn(cout, cin // groups, kernel, kernel, requires_grad=True)
-        conv = partial(F.conv2d, x, w, padding=kernel // 2, groups=groups)
-        flops = 2.0 * batch * px * px * cout * (cin // groups) * kernel * kernel
-        fwd.append(flops / _median_time(lambda conv=conv: conv().detach(), repeats=3))
-        y = conv()
-        gy = torch.randn_like(y)
-        bwd.append(2 * flops / _median_time(lambda y=y, x=x, w=w, gy=gy: torch.autograd.grad(
-            y, (x, w), gy, retain_graph=True), repeats=3))  # input grad + weight grad
+        flops, t_fwd, t_bwd = _conv_timer(batch, cin, cout, kernel, groups, px)
+        fwd.append(flops / max(t_fwd - calls["conv_call_s"], 0.1 * t_fwd))
+        bwd.append(2 * flops / max(t_bwd - calls["conv_bwd_call_s"], 0.1 * t_bwd))
         shapes.append((batch * px * px, cout, cin // groups * kernel * kernel))
     peak, conv_half = fit_matmul_curve(shapes, fwd)
     peak_bwd, bwd_half = fit_matmul_curve(shapes, bwd)
@@ -137,25 +160,18 @@ def _conv_rates() -> dict[str, float]:
             "conv_bwd_half_dim": bwd_half}
 
 
-def _conv_class_rates() -> dict[str, float]:
+def _conv_class_rates(calls: dict[str, float]) -> dict[str, float]:
     """FLOP/s of each non-GEMM conv class forward and backward: total FLOPs / total time over its
-    convolutions (so a class spanning fast and slow shapes is not decided by one of them)."""
-    import torch
-    import torch.nn.functional as F
-
+    convolutions (so a class spanning fast and slow shapes is not decided by one of them), after the
+    fixed oneDNN call costs (``calls``) are taken off each time."""
     out = {}
     for name, convs in _CONV_CLASSES.items():
         flops, t_fwd, t_bwd = 0.0, 0.0, 0.0
-        for batch, cin, cout, kernel, groups, px, stride in convs:
-            x = torch.randn(batch, cin, px, px, requires_grad=True)
-            w = torch.randn(cout, cin // groups, kernel, kernel, requires_grad=True)
-            conv = partial(F.conv2d, x, w, stride=stride, padding=kernel // 2, groups=groups)
-            y = conv()
-            flops += 2.0 * y.numel() * (cin // groups) * kernel * kernel
-            t_fwd += _median_time(lambda conv=conv: conv().detach(), repeats=3)
-            gy = torch.randn_like(y)
-            t_bwd += _median_time(lambda y=y, x=x, w=w, gy=gy: torch.autograd.grad(
-                y, (x, w), gy, retain_graph=True), repeats=3)
+        for conv in convs:
+            f, t_f, t_b = _conv_timer(*conv)
+            flops += f
+            t_fwd += max(t_f - calls["conv_call_s"], 0.1 * t_f)
+            t_bwd += max(t_b - calls["conv_bwd_call_s"], 0.1 * t_b)
         out[name], out[f"{name}_backward"] = flops / t_fwd, 2.0 * flops / t_bwd
     return out
 
@@ -196,7 +212,10 @@ def measure_host(progress: bool = True) -> dict[str, float]:
     torch.manual_seed(0)
     out = _matmul_rates()
     half = out["eff_matmul_half_dim"]
-    for step in (_conv_rates, lambda: _recurrent_rates(half), lambda: {"hbm_bw": _bandwidth()}):
+    calls = _conv_call_costs()
+    out.update(calls)
+    for step in (lambda: _conv_rates(calls), lambda: _recurrent_rates(half),
+                 lambda: {"hbm_bw": _bandwidth()}):
         out.update(step())
         bar.update()
     out["op_overhead_s"] = _training_op_overhead()
@@ -206,7 +225,7 @@ def measure_host(progress: bool = True) -> dict[str, float]:
     out["special_rate"] = g.numel() / _median_time(lambda: F.gelu(g), repeats=3, min_time=0.1)
     bar.update()
     out.update(_attention_rates())
-    out.update({f"rate_{k}": v for k, v in {**_rated_op_rates(), **_conv_class_rates()}.items()})
+    out.update({f"rate_{k}": v for k, v in {**_rated_op_rates(), **_conv_class_rates(calls)}.items()})
     bar.update()
     params = [torch.nn.Parameter(torch.randn(16)) for _ in range(64)]
     for p_ in params:
@@ -348,6 +367,7 @@ def _units(key: str) -> str:
     return {"hbm_bw": "B/s", "first_touch_bw": "B/s", "op_overhead_s": "s",
             "rng_rate": "elements/s",
             "special_rate": "elements/s", "optimizer_tensor_s": "s",
+            "conv_call_s": "s", "conv_bwd_call_s": "s",
             "eff_matmul_half_dim": "elements", "conv_half_dim": "elements", "attention_half_dim": "elements",
             "attention_causal_eff": "fraction",
             "conv_bwd_half_dim": "elements"}.get(key, "FLOP/s")

@@ -164,6 +164,10 @@ class Device:
     #: Half-dimensions of the conv curves (forward, backward) where measured; else ``eff_matmul_half_dim``.
     conv_half_dim: float | None = None
     conv_bwd_half_dim: float | None = None
+    #: Fixed seconds per convolution call on the host's oneDNN path (primitive setup, weight reorder),
+    #: forward and backward, on top of the FLOP time; the native path does not pay it.
+    conv_call_s: float | None = None
+    conv_bwd_call_s: float | None = None
     rnn_flops: float | None = None
     rnn_bwd_flops: float | None = None
     intra_ways: int = 1
@@ -410,7 +414,7 @@ def _load_system(name: str, overrides: tuple[tuple[str, float], ...]) -> System:
 MEASURED_FIELDS = ("conv_flops", "conv_bwd_flops", "rng_rate", "first_touch_bw", "attention_flops",
                    "attention_half_dim", "attention_causal_eff",
                    "special_rate", "optimizer_tensor_s", "rnn_flops", "conv_half_dim", "conv_bwd_half_dim",
-                   "rnn_bwd_flops")
+                   "rnn_bwd_flops", "conv_call_s", "conv_bwd_call_s")
 
 
 def measured_device(name: str, q: dict[str, float], **common) -> Device:

@@ -14,6 +14,8 @@ For every op (vectorised over the table):
 * dispatch: on the host every aten op (views too) costs ``op_overhead_s`` in series (eager PyTorch is
   synchronous); on a GPU a kernel lasts at least the launch floor; on Dojo (a compiled graph) an op lasts
   at least its end-of-op barrier across the tile (``[U]``); fused pointwise ops launch nothing.
+* oneDNN convolutions (host): a fixed cost per call, forward and backward, measured on convolutions
+  too small to do any work (``conv_call_s``); the native CPU conv kernels do not pay it.
 * first touch (host): fresh allocations of at least 32 MiB come from ``mmap`` (glibc's largest mmap
   threshold) and are page-faulted again every step, at ``first_touch_bw``.
 """
@@ -127,6 +129,16 @@ def _measured_compute(ops: dict[str, np.ndarray], device: Device, flops: np.ndar
     return t_compute
 
 
+def _conv_call_time(ops: dict[str, np.ndarray], device: Device) -> np.ndarray:
+    """Fixed seconds per convolution on the host's oneDNN path (role ``conv.onednn``), forward or
+    backward; zero elsewhere and on devices that have not measured it."""
+    if not device.conv_call_s:
+        return np.zeros(len(ops["kind"]))
+    onednn = ops["role"] == GEMM_ROLES.index("conv.onednn")
+    call = np.where(ops["phase"] == 1, device.conv_bwd_call_s or device.conv_call_s, device.conv_call_s)
+    return np.where(onednn, call, 0.0)
+
+
 def _memory_time(ops: dict[str, np.ndarray], device: Device, nbytes: np.ndarray, scale: np.ndarray,
                  split: float) -> np.ndarray:
     """Seconds of moving ``nbytes`` per op at the memory bandwidth, plus page-faulting fresh large
@@ -155,7 +167,7 @@ def table_time(ops: dict[str, np.ndarray], device: Device, precision: str, caps:
     raw_bytes = ops["bytes"] - ops["fused_bytes"] if fusion and "fused_bytes" in ops else ops["bytes"]
     flops, nbytes = ops["flops"] / split, raw_bytes * scale / split
     t_gemm = flops / _gemm_rates(ops, device, precision, split, caps.cfloat8_gemms)
-    t_compute = _measured_compute(ops, device, flops, split, t_gemm)
+    t_compute = _measured_compute(ops, device, flops, split, t_gemm) + _conv_call_time(ops, device)
     t_mem = _memory_time(ops, device, nbytes, scale, split)
     free = (kind == KIND["view"]) | (kind == KIND["scalar"])
     t_compute = np.where(free, 0.0, t_compute)

@@ -24,10 +24,11 @@ KINDS = ("matmul", "conv", "attention", "elementwise", "norm", "rng", "view", "s
          "recurrent", "gather", "scatter", "fft", "sort", "pool", "copy", "reduction", "unknown")
 KIND = {k: i for i, k in enumerate(KINDS)}
 #: What a GEMM-like op is: a 2-D matmul's place in a Linear layer, in ``opendojo.nn.FP8_GPU_GEMMS``'s
-#: ``layer.pass`` names, or a fused attention kernel with or without a causal mask (index 0: none of
-#: these — batched matmuls, convolutions). Recorded per op as ``role``; attention's ``m, n, k`` are
-#: ``s_q, s_k, d``.
-GEMM_ROLES = ("", "linear.forward", "linear.dgrad", "linear.wgrad", "attention", "attention.causal")
+#: ``layer.pass`` names, a fused attention kernel with or without a causal mask, or a convolution that
+#: PyTorch's CPU backend hands to oneDNN (index 0: none of these — batched matmuls, convolutions on the
+#: native path). Recorded per op as ``role``; attention's ``m, n, k`` are ``s_q, s_k, d``.
+GEMM_ROLES = ("", "linear.forward", "linear.dgrad", "linear.wgrad", "attention", "attention.causal",
+              "conv.onednn")
 #: Kinds a pointwise-fusing compiler merges into one kernel when one feeds the next.
 POINTWISE_KINDS = (KIND["elementwise"], KIND["special"], KIND["rng"])
 
@@ -160,6 +161,18 @@ def _conv_shape(func, args: tuple) -> tuple[int, int, int, int]:
     return groups, x.shape[0] * pixels, w.shape[0], math.prod(w.shape[1:])
 
 
+def _conv_backward_flops(args: tuple) -> float:
+    """FLOPs of ``convolution_backward(grad_output, input, weight, ..., groups, output_mask)``: each
+    requested gradient (input, weight) costs one forward's ``2 · out elements · in channels per group ·
+    kernel area``. FlopCounterMode's formula in torch 2.13 counts the weight gradient of a grouped
+    convolution as if it were ungrouped (``groups`` times too many FLOPs: 12× for a 24-channel depthwise
+    backward), which would price every grouped and depthwise backward far too high."""
+    grad_out, w = args[0], args[2]
+    mask = args[10] if len(args) > 10 else (True, True)
+    forward = 2.0 * grad_out.numel() * math.prod(w.shape[1:])
+    return forward * sum(bool(m) for m in mask[:2])
+
+
 def _conv_class(func, args: tuple) -> str:
     """``CONV_CLASSES`` name of a convolution that is not an implicit GEMM on a CPU, else ``""``."""
     backward = func.overloadpacket is _aten.convolution_backward
@@ -174,6 +187,27 @@ def _conv_class(func, args: tuple) -> str:
     if tuple(w.shape[2:]) == (1, 1) and strided:
         return "conv_1x1_strided" + suffix
     return ""
+
+
+def _runs_onednn(func, args: tuple) -> bool:
+    """Whether PyTorch's CPU backend runs this fp32 2-D convolution through oneDNN rather than its native
+    kernels (``_slow_conv2d``), as its backend selection decides: unstrided, undilated 1×1 convolutions
+    below batch 16 on one thread stay native; so do ungrouped batch-1 convolutions with kernels of at most
+    3×3 on inputs of at most 20,480 elements. A oneDNN call pays a fixed setup cost the native kernels do
+    not (``conv_call_s``)."""
+    backward = func.overloadpacket is _aten.convolution_backward
+    x, w = (args[1], args[2]) if backward else (args[0], args[1])
+    if x.dim() != 4 or x.dtype != torch.float32:
+        return False
+    at = 4 if backward else 3  # stride, padding, dilation follow; groups at 9 (backward) or 8
+    stride = args[at] if len(args) > at else [1]
+    dilation = args[at + 2] if len(args) > at + 2 else [1]
+    groups = args[at + 5] if len(args) > at + 5 and isinstance(args[at + 5], int) else 1
+    kh, kw = w.shape[2:]
+    wide = (any(int(s) > 1 for s in stride) or any(int(d) > 1 for d in dilation) or x.shape[0] >= 16
+            or (kh, kw) != (1, 1) or torch.get_num_threads() > 1)
+    big = groups > 1 or (kh > 3 and kw > 3) or x.shape[0] > 1 or x.numel() > 20480
+    return wide and big
 
 
 def _classify(packet, func) -> str:
@@ -226,7 +260,11 @@ def op_cost(func, args: tuple, kwargs: dict, out: object) -> dict[str, float]:
         rec.update(flops=float(flop_registry[packet](*args, **kwargs, out_val=out)), b=b, m=m, n=n, k=k)
     elif kind == "conv":
         b, m, n, k = _conv_shape(func, args)
-        rec.update(flops=float(flop_registry[packet](*args, **kwargs, out_val=out)), b=b, m=m, n=n, k=k)
+        flops = (_conv_backward_flops(args) if packet is _aten.convolution_backward
+                 else float(flop_registry[packet](*args, **kwargs, out_val=out)))
+        rec.update(flops=flops, b=b, m=m, n=n, k=k)
+        if _runs_onednn(func, args):
+            rec["role"] = GEMM_ROLES.index("conv.onednn")
         conv_class = _conv_class(func, args)
         if conv_class:
             rec.update(rated=_RATED[conv_class], elements=rec["flops"])
