@@ -45,9 +45,13 @@ _NORM = {_aten.native_batch_norm, _aten.native_batch_norm_backward, _aten.native
 _SOFTMAX = {_aten._softmax, _aten._softmax_backward_data, _aten._log_softmax,
             _aten._log_softmax_backward_data, _aten._safe_softmax}
 #: Row gathers (embedding lookup) and their backward, a scatter-add into the table (sorted by index on CPU).
-_GATHER = {_aten.embedding, _aten.index_select, _aten.gather, _aten.index, _aten.take_along_dim}
+#: Bilinear sampling (``grid_sample``, the FSD net's ground lift) reads four input points per output point
+#: and its backward scatters into the input: the same two classes, priced per output element.
+_GATHER = {_aten.embedding, _aten.index_select, _aten.gather, _aten.index, _aten.take_along_dim,
+           _aten.grid_sampler_2d}
 _SCATTER = {_aten.embedding_dense_backward, _aten.index_add, _aten.index_add_, _aten.scatter_add,
-            _aten.scatter_add_, _aten.index_put, _aten.index_put_, _aten._index_put_impl_}
+            _aten.scatter_add_, _aten.index_put, _aten.index_put_, _aten._index_put_impl_,
+            _aten.grid_sampler_2d_backward}
 _FFT = {_aten._fft_r2c, _aten._fft_c2r, _aten._fft_c2c}
 #: Sorting and scans: ``n log n`` (sort, top-k) or a sequential pass (cumulative sums).
 _SORT = {_aten.sort, _aten.topk, _aten.argsort, _aten.cumsum, _aten.cumprod, _aten.cummax, _aten.cummin,
