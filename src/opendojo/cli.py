@@ -37,7 +37,8 @@ def _numerics_format(name: str):
     try:
         return get_format(name)
     except UsageError as e:
-        print(f"dojo numerics: error: --{e}", file=sys.stderr)
+        reason = str(e).split(": ", 1)[-1]  # the message names get_format's argument; this is --format
+        print(f"dojo numerics: error: --format: {reason}", file=sys.stderr)
         sys.exit(EXIT_USAGE)  # a usage error, as for every other bad argument
 
 

@@ -38,3 +38,18 @@ def test_unreachable_server_exits_1_with_one_line():
     out = _run("jobs", "list", "--server", f"http://127.0.0.1:{free_port()}", "--token", "dojo_x_y")
     assert out.returncode == 1 and "cannot reach" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_serve_on_a_taken_port_is_one_line_and_exit_1(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run([sys.executable, "-m", "opendojo.cli", "serve", "--data-dir", str(tmp_path),
+                              "--port", str(port)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in run.stderr and "Traceback" not in run.stderr

@@ -44,6 +44,20 @@ def build_state(data_dir: Path, db: str | None, slots: int, executor: str,
     return ServiceState(store, dispatcher, admin_token(data_dir), executor)
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """Fail with one OSError naming the address before anything starts, if it is taken or not ours
+    (uvicorn itself would log the error, then exit with its own status 3)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
 def serve(data_dir: Path, *, db: str | None, host: str, port: int, slots: int, executor: str,
           grace_s: float = DEFAULT_GRACE_S, ray_address: str | None = None) -> None:
     """Run the service until interrupted (SIGINT/SIGTERM stop the server; jobs keep running)."""
@@ -51,8 +65,9 @@ def serve(data_dir: Path, *, db: str | None, host: str, port: int, slots: int, e
 
     # SQLite: one server per folder. PostgreSQL: replicas may share the folder and the queue (row locks).
     lock = _hold_lock(data_dir) if not (db or "").startswith("postgresql") else None
+    _check_bindable(host, port)
     state = build_state(data_dir, db, slots, executor, grace_s, ray_address)
-    log.warning("dojo serve: http://%s:%d (data %s, %d slot(s), executor %s; admin token in %s)",
+    log.info("dojo serve: http://%s:%d (data %s, %d slot(s), executor %s; admin token in %s)",
                 host, port, data_dir, slots, executor, data_dir / "admin.token")
     uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False)
     if lock is not None:
