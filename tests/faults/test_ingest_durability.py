@@ -70,3 +70,24 @@ def test_concurrent_queries_writing_one_out_do_not_collide(tmp_path):
     table = pq.read_table(out)  # whole and valid: one writer's complete result
     assert table.num_rows == 2 and len(set(table.column("camera").to_pylist())) == 1
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_temporary_of_an_exited_unreaped_writer_is_swept(tmp_path):
+    import time
+
+    import fsspec
+
+    from opendojo.data.durable import sweep_temporaries
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # exits; not reaped until wait(): a zombie
+    def state() -> str:
+        with open(f"/proc/{child.pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and state() != "Z":
+        time.sleep(0.05)
+    stale = temp_name(str(tmp_path), "src-abc.tar").replace(f"~{os.getpid()}~", f"~{child.pid}~")
+    open(stale, "wb").close()
+    assert sweep_temporaries(fsspec.filesystem("file"), str(tmp_path)) == [stale]
+    child.wait()

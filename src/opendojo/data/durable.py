@@ -118,7 +118,18 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # someone else's live process
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """True for a process that has exited but not been reaped (a killed worker whose parent died too,
+    until init collects it): signal 0 still reaches it, yet it writes nothing any more. Linux only."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]  # the field after "(comm)"
+    except (OSError, IndexError):
+        return False
+    return state in (b"Z", b"X")
 
 
 def _abandoned(name: str, mtime: float | None) -> bool:
