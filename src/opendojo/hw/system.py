@@ -159,8 +159,6 @@ class Device:
     special_rate: float | None = None
     op_rates: dict[str, float] = field(default_factory=dict)  # aten op name -> elements/s (host)
     optimizer_tensor_s: float | None = None
-    #: Fused recurrent layers (oneDNN LSTM on the host): FLOP/s forward and backward at the GEMM-shape
-    #: factor 1 (divided by the calibration shape's factor, like ``conv_flops``).
     #: Half-dimensions of the conv curves (forward, backward) where measured; else ``eff_matmul_half_dim``.
     conv_half_dim: float | None = None
     conv_bwd_half_dim: float | None = None
@@ -168,6 +166,8 @@ class Device:
     #: forward and backward, on top of the FLOP time; the native path does not pay it.
     conv_call_s: float | None = None
     conv_bwd_call_s: float | None = None
+    #: Fused recurrent layers (oneDNN LSTM on the host): FLOP/s forward and backward at the GEMM-shape
+    #: factor 1 (divided by the calibration shape's factor, like ``conv_flops``).
     rnn_flops: float | None = None
     rnn_bwd_flops: float | None = None
     intra_ways: int = 1
